@@ -1,0 +1,119 @@
+"""Base models: ResNet-20 (He et al. 2016, CIFAR variant) and a small CNN for CPU-scale runs.
+
+Every model takes inputs in [0, 1] and normalises inside ``forward``, so attacks work in
+pixel space. ``build(arch, dataset)`` is the registry entry point.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import info
+
+__all__ = ["ARCHS", "build", "ResNet20", "SmallCNN", "Normalize", "count_parameters"]
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, with the constants as buffers."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class BasicBlock(nn.Module):
+    """3x3-3x3 residual block; option A shortcut (zero-padded identity), as in He et al. Sec 4.2."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.stride, self.pad = stride, cout - cin
+
+    def shortcut(self, x):
+        if self.stride == 1 and self.pad == 0:
+            return x
+        x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet20(nn.Module):
+    """ResNet-20: 3 stages of 3 basic blocks, 16/32/64 channels, about 0.27 M parameters."""
+
+    def __init__(self, in_channels=3, num_classes=10, mean=(0.0,), std=(1.0,), depth=20):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.normalize = Normalize(mean, std)
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        layers, cin = [], 16
+        for cout, stride in ((16, 1), (32, 2), (64, 2)):
+            blocks = []
+            for i in range(n):
+                blocks.append(BasicBlock(cin, cout, stride if i == 0 else 1))
+                cin = cout
+            layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = layers
+        self.fc = nn.Linear(64, num_classes)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight)
+
+    def features(self, x):
+        """Penultimate representation (after global average pooling), shape (B, 64)."""
+        out = F.relu(self.bn1(self.conv1(self.normalize(x))))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        return F.adaptive_avg_pool2d(out, 1).flatten(1)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+class SmallCNN(nn.Module):
+    """Two conv layers and two dense layers: the CPU-scale model for 28x28 digits."""
+
+    def __init__(self, in_channels=1, num_classes=10, mean=(0.0,), std=(1.0,), size=28, width=16):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, 1, 1)
+        self.fc1 = nn.Linear(2 * width * (size // 4) ** 2, 128)
+        self.fc2 = nn.Linear(128, num_classes)
+
+    def features(self, x):
+        """Penultimate representation, shape (B, 128)."""
+        out = F.max_pool2d(F.relu(self.conv1(self.normalize(x))), 2)
+        out = F.max_pool2d(F.relu(self.conv2(out)), 2)
+        return F.relu(self.fc1(out.flatten(1)))
+
+    def forward(self, x):
+        return self.fc2(self.features(x))
+
+
+ARCHS = ("resnet20", "small_cnn")
+
+
+def build(arch: str, dataset: str = "mnist5k") -> nn.Module:
+    """A fresh model ``arch`` shaped for ``dataset`` (channels, size, classes, normalisation)."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; valid names: {list(ARCHS)}")
+    d = info(dataset)
+    if arch == "resnet20":
+        return ResNet20(d.channels, d.num_classes, d.mean, d.std)
+    return SmallCNN(d.channels, d.num_classes, d.mean, d.std, d.size)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

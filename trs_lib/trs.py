@@ -1,0 +1,136 @@
+"""The TRS regulariser as pure functions of tensors (paper Sec. 3, Algorithm 1, App. E).
+
+The seed paper writes ``L_TRS(x, y) = (x (x) y) / sqrt((x (x) x)(y (x) y)) + lam1 ||x|| + lam2 ||y||``
+with ``(x)`` "the Frobenius norm of the outer product". Read literally that ratio is
+``|x||y| / sqrt(|x|^2 |y|^2) = 1`` for every pair (the theory chapter shows it with sympy), so
+its gradient is zero. What the paper evidently means, and what its later published version and
+its released code compute, is the cosine similarity of the two input gradients. This module
+implements that cosine (see ``book/errata.md``).
+
+Two variants, one function (:func:`trs_regularizer`):
+
+* ``seed``: ``sum_{j<k} mean_b [cos(g_j, g_k) + lam (||g_j|| + ||g_k||)]``, all at the clean batch
+  (Sec. 3; lam = lambda_1 = lambda_2).
+* ``published``: ``lambda_a * mean_{j<k} mean_b |cos(g_j, g_k)| + lambda_b * mean_k mean_b ||g~_k||^2``
+  where ``g~_k`` is the input gradient at inputs perturbed by a few PGD steps that maximise the
+  members' summed squared gradient norm (radius ramped over training).
+
+Gradients ``g_k`` are per-example input gradients of the cross-entropy, i.e. the rows of
+``d/dx sum_b CE(f_k(x_b), y_b)``: the batch size does not scale them.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["input_gradients", "safe_norm", "pairwise_cosine", "seed_regularizer",
+           "published_regularizer", "trs_regularizer", "pair_indices", "VARIANTS",
+           "smoothness_inputs"]
+
+VARIANTS = ("seed", "published")
+_EPS = 1e-12
+
+
+def input_gradients(member_logits_fn, x: torch.Tensor, y: torch.Tensor,
+                    create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-member cross-entropy (N,) and per-example input gradients (N, B, D).
+
+    ``member_logits_fn(x)`` returns logits of shape (N, B, C) (``Ensemble.member_logits``).
+    With ``create_graph=True`` the gradients are differentiable (double backprop), so a loss
+    built from them trains the parameters; they are computed once and serve every term.
+    """
+    x = x.detach().requires_grad_(True)
+    logits = member_logits_fn(x)
+    n = logits.shape[0]
+    ce = F.cross_entropy(logits.flatten(0, 1), y.repeat(n), reduction="none").view(n, -1)
+    grads = []
+    for k in range(n):
+        (g,) = torch.autograd.grad(ce[k].sum(), x, create_graph=create_graph, retain_graph=True)
+        grads.append(g.flatten(1))
+    return ce.mean(1), torch.stack(grads)
+
+
+def safe_norm(g: torch.Tensor, dim: int = -1, eps: float = _EPS) -> torch.Tensor:
+    """``sqrt(sum g^2 + eps)``: the L2 norm with a finite gradient at g = 0."""
+    return torch.sqrt((g * g).sum(dim) + eps)
+
+
+def pair_indices(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index tensors (j, k) of all pairs j < k of n members."""
+    if n < 2:
+        raise ValueError(f"pairwise terms need at least 2 members, got {n}")
+    j, k = torch.triu_indices(n, n, offset=1)
+    return j, k
+
+
+def pairwise_cosine(grads: torch.Tensor, eps: float = _EPS) -> torch.Tensor:
+    """Cosine similarity of every pair j<k of member gradients: (P, B) from grads (N, B, D).
+
+    A zero gradient gives cosine 0 (not NaN), with finite derivatives.
+    """
+    j, k = pair_indices(grads.shape[0])
+    unit = grads / safe_norm(grads, eps=eps).unsqueeze(-1)
+    return (unit[j] * unit[k]).sum(-1)
+
+
+def seed_regularizer(grads: torch.Tensor, lam: float) -> dict[str, torch.Tensor]:
+    """Seed TRS (Sec. 3): per pair, mean over the batch of cos + lam (||g_j|| + ||g_k||), summed.
+
+    Returns the two terms: ``similarity`` = sum_{j<k} mean_b cos, ``smoothness`` =
+    lam * sum_{j<k} mean_b (||g_j|| + ||g_k||).
+    """
+    j, k = pair_indices(grads.shape[0])
+    norms = safe_norm(grads)  # (N, B)
+    similarity = pairwise_cosine(grads).mean(1).sum()
+    smoothness = lam * (norms[j] + norms[k]).mean(1).sum()
+    return {"similarity": similarity, "smoothness": smoothness}
+
+
+def published_regularizer(grads: torch.Tensor, smooth_grads: torch.Tensor,
+                          lambda_a: float, lambda_b: float) -> dict[str, torch.Tensor]:
+    """Published TRS: lambda_a * mean over pairs of mean_b |cos|, lambda_b * mean_k mean_b ||g~_k||^2."""
+    similarity = lambda_a * pairwise_cosine(grads).abs().mean()
+    smoothness = lambda_b * (smooth_grads * smooth_grads).sum(-1).mean()
+    return {"similarity": similarity, "smoothness": smoothness}
+
+
+def trs_regularizer(grads: torch.Tensor, variant: str = "seed", *, lam: float = 0.1,
+                    c: float = 1.0, smooth_grads: torch.Tensor | None = None,
+                    lambda_a: float = 40.0, lambda_b: float = 2.5) -> dict[str, torch.Tensor]:
+    """The TRS terms, weighted and ready to add to the ensemble cross-entropy.
+
+    ``seed``: ``c * (similarity + smoothness)`` with ``lam`` the seed's lambda_1 = lambda_2.
+    ``published``: ``similarity + smoothness`` with weights ``lambda_a``, ``lambda_b``;
+    ``smooth_grads`` are the input gradients at the smoothness inputs (default: ``grads``).
+    """
+    if variant == "seed":
+        terms = seed_regularizer(grads, lam)
+        return {name: c * v for name, v in terms.items()}
+    if variant == "published":
+        return published_regularizer(grads, grads if smooth_grads is None else smooth_grads,
+                                     lambda_a, lambda_b)
+    raise ValueError(f"unknown TRS variant {variant!r}; valid names: {list(VARIANTS)}")
+
+
+def smoothness_inputs(member_logits_fn, x: torch.Tensor, y: torch.Tensor, eps: float,
+                      steps: int = 6, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Published TRS's smoothness inputs: half of the batch moved by L-inf PGD (random start,
+    ``steps`` steps of ``eps/3``) to maximise ``sum_k ||grad_x CE_k||^2`` of all members at once.
+
+    The first half of the batch is returned clean. Call with the members in eval mode (the
+    trainer does), so BatchNorm running statistics do not absorb the perturbed inputs, and no
+    parameter gradients are kept.
+    """
+    half = x.shape[0] // 2
+    clean, adv = x[:half], x[half:].detach()
+    if eps > 0 and adv.shape[0] > 0:
+        noise = torch.rand(adv.shape, device=x.device, dtype=x.dtype, generator=generator)
+        adv = (adv + (2 * noise - 1) * eps).clamp(0, 1)
+        for _ in range(steps):
+            adv.requires_grad_(True)
+            _, g = input_gradients(member_logits_fn, adv, y[half:], create_graph=True)
+            objective = (g * g).sum()
+            (step,) = torch.autograd.grad(objective, adv)
+            adv = adv.detach() + eps / 3 * step.sign()
+            adv = torch.min(torch.max(adv, x[half:] - eps), x[half:] + eps).clamp(0, 1)
+    return torch.cat([clean, adv.detach()])
