@@ -14,9 +14,8 @@ from pathlib import Path
 
 from .atomic import atomic_write_json, read_json
 
-__all__ = ["provenance", "hardware", "git_commit", "write_record", "read_record", "RESULTS_DIR"]
+__all__ = ["provenance", "hardware", "git_commit", "write_record", "read_record"]
 
-RESULTS_DIR = Path(os.environ.get("TRS_RESULTS_DIR", "results"))
 _RECORD_KEYS = ("kind", "config", "metrics", "provenance")
 
 

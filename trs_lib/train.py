@@ -19,6 +19,7 @@ from . import data, methods
 from .ensemble import Ensemble, build_ensemble
 from .evaluate import gradient_cosine, member_accuracies
 from .recipes import TrainConfig, config_hash, make_config
+from .paths import runs_dir
 from .results import read_record, write_record
 
 __all__ = ["train", "TrainResult", "NumericalError", "resolve_device", "default_run_dir",
@@ -56,8 +57,9 @@ def resolve_device(device="auto") -> torch.device:
     return dev
 
 
-def default_run_dir(cfg: TrainConfig, root="runs") -> Path:
-    return Path(root) / f"{cfg.method}-{cfg.dataset}-{config_hash(cfg)}"
+def default_run_dir(cfg: TrainConfig, root=None) -> Path:
+    """``<runs dir>/<method>-<dataset>-<config hash>`` (see ``trs_lib.paths.runs_dir``)."""
+    return Path(root or runs_dir()) / f"{cfg.method}-{cfg.dataset}-{config_hash(cfg)}"
 
 
 def _set_trainable(ensemble: Ensemble, stage: int | None) -> None:
@@ -86,7 +88,7 @@ def train(dataset: str = "mnist5k", method: str = "trs", out_dir=None, resume: b
           progress: bool = True, log=print, **overrides) -> TrainResult:
     """Train an ensemble with ``method`` on ``dataset``; recipe defaults, explicit overrides win.
 
-    ``out_dir`` (default ``runs/<method>-<dataset>-<config hash>``) holds checkpoints, the
+    ``out_dir`` (default ``<project>/runs/<method>-<dataset>-<config hash>``) holds checkpoints, the
     final weights (``weights.safetensors`` + ``weights.json``) and ``record.json``.
     """
     cfg = make_config(dataset, method, **overrides)
