@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 from ..recipes import METHODS as _NAMES
+from .adp import ADP
+from .adversarial import TRS_AT
 from .base import Method, StepContext, eval_mode
+from .boosting import ADABOOST, GRADIENTBOOST
+from .ckae import CKAE
+from .dverge import DVERGE
+from .gal import GAL
 from .trs import COSSIM, TRS
 from .vanilla import VANILLA
 
 __all__ = ["Method", "StepContext", "eval_mode", "REGISTRY", "get"]
 
-REGISTRY: dict[str, Method] = {m.name: m for m in (VANILLA, TRS, COSSIM)}
+REGISTRY: dict[str, Method] = {m.name: m for m in (VANILLA, TRS, COSSIM, CKAE, ADP, GAL, DVERGE,
+                                                   TRS_AT, ADABOOST, GRADIENTBOOST)}
 
 
 def get(name: str) -> Method:

@@ -14,7 +14,9 @@ Pang et al. (2019, Sec. 3) train all members jointly on
 
 Both terms are computed per example and averaged over the batch. As in the authors' code,
 ``log(p + 1e-20)`` keeps the entropy finite and ``det_offset * I`` (1e-6) is added to ``M^T M``
-before the log-determinant, so it stays finite when two members agree exactly. The paper uses
+before the log-determinant, so it stays finite when two members agree exactly. The normalised
+non-maximal predictions are computed from the logits (the same numbers, without the 0/0 that the
+probabilities give once a confident member's wrong-class probabilities underflow). The paper uses
 ``alpha = 2``, ``beta = 0.5`` (its "ADP_{2,0.5}", Tables 1-4, as in Pang et al.'s experiments).
 """
 from __future__ import annotations
@@ -37,19 +39,24 @@ def ensemble_entropy(probs: torch.Tensor, log_offset: float = LOG_OFFSET) -> tor
     return -(mean * torch.log(mean + log_offset)).sum(-1)
 
 
-def non_maximal_predictions(probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Member predictions with the true class removed, unit L2 norm: (B, K, L-1)."""
-    k, b, c = probs.shape
-    keep = torch.ones(b, c, dtype=torch.bool, device=probs.device)
-    keep[torch.arange(b, device=probs.device), y] = False
-    m = probs.permute(1, 0, 2)[keep.unsqueeze(1).expand(b, k, c)].view(b, k, c - 1)
-    return m / m.norm(dim=-1, keepdim=True)
+def non_maximal_predictions(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Member predictions with the true class removed, unit L2 norm: (B, K, L-1), from logits (K, B, L).
+
+    ``p_\\y / ||p_\\y||`` does not depend on the softmax's denominator, so it is computed from
+    the logits as ``exp(z_j - logsumexp(2 z_\\y) / 2)``: exact, and finite even where a confident
+    member's probabilities of the wrong classes underflow to 0 (the probability form gives 0/0).
+    """
+    k, b, c = logits.shape
+    keep = torch.ones(b, c, dtype=torch.bool, device=logits.device)
+    keep[torch.arange(b, device=logits.device), y] = False
+    z = logits.permute(1, 0, 2)[keep.unsqueeze(1).expand(b, k, c)].view(b, k, c - 1)
+    return torch.exp(z - 0.5 * torch.logsumexp(2 * z, dim=-1, keepdim=True))
 
 
-def log_ensemble_diversity(probs: torch.Tensor, y: torch.Tensor,
+def log_ensemble_diversity(logits: torch.Tensor, y: torch.Tensor,
                            det_offset: float = DET_OFFSET) -> torch.Tensor:
-    """``log det(M^T M + det_offset I)`` per example, (B,), with the authors' offset."""
-    m = non_maximal_predictions(probs, y)              # (B, K, L-1): rows are M's columns
+    """``log det(M^T M + det_offset I)`` per example, (B,), from member logits (K, B, L)."""
+    m = non_maximal_predictions(logits, y)             # (B, K, L-1): rows are M's columns
     gram = m @ m.transpose(1, 2)                        # (B, K, K) = M^T M
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
     return torch.logdet(gram + det_offset * eye)
@@ -62,7 +69,7 @@ def adp_loss(ensemble, x, y, cfg, ctx):
     ece = F.cross_entropy(logits.flatten(0, 1), y.repeat(n), reduction="none").view(n, -1).mean(1).sum()
     probs = torch.softmax(logits, dim=-1)
     entropy = ensemble_entropy(probs).mean()
-    log_ed = log_ensemble_diversity(probs, y).mean()
+    log_ed = log_ensemble_diversity(logits, y).mean()
     loss = ece - cfg.adp_alpha * entropy - cfg.adp_beta * log_ed
     return loss, {"ce": ece, "entropy_term": -cfg.adp_alpha * entropy,
                   "diversity_term": -cfg.adp_beta * log_ed}
