@@ -41,7 +41,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3                 # Adam, App. F
     seed: int = 0
-    train_subset: int = 0            # 0: the whole training split; n: its first n examples
+    train_subset: int = 0            # 0: the whole training split; n: a fixed random n of it
     # TRS (Sec. 3): variant "seed" uses lam and c; "published" uses lambda_a, lambda_b and the
     # smoothness inputs found by a PGD of smooth_steps steps, radius ramped init -> final.
     variant: str = "seed"
@@ -52,18 +52,18 @@ class TrainConfig:
     smooth_eps_init: float = 0.1
     smooth_eps: float = 0.2
     smooth_steps: int = 6
-    # baselines (see trs_lib.methods for the source of each default)
-    ckae_weight: float = 1.0
-    adp_alpha: float = 2.0
-    adp_beta: float = 0.5
-    gal_weight: float = 0.5
-    dverge_eps: float = 0.07
-    dverge_steps: int = 10
-    dverge_step_size: float = 0.007
-    at_eps: float = 0.1
-    at_steps: int = 10
-    at_step_size: float = 0.01
-    boost_shrinkage: float = 0.5
+    # baselines (sources in METHOD_RECIPES below and in each trs_lib.methods module)
+    ckae_weight: float = 1.0         # CKAE: weight of the mean pairwise linear CKA
+    adp_alpha: float = 2.0           # ADP: ensemble-entropy weight (paper's ADP_{2,0.5})
+    adp_beta: float = 0.5            # ADP: log-det weight
+    gal_weight: float = 0.5          # GAL: coherence weight lambda
+    dverge_eps: float = 0.07         # DVERGE: distillation radius (L-inf)
+    dverge_steps: int = 10           # DVERGE: distillation steps
+    dverge_step_size: float = 0.007  # DVERGE: distillation step size
+    at_eps: float = 0.1              # TRS + AT: PGD radius (L-inf)
+    at_steps: int = 10               # TRS + AT: PGD steps
+    at_step_size: float = 0.01       # TRS + AT: PGD step size
+    boost_shrinkage: float = 0.5     # GradientBoost: shrinkage nu of members 1..N-1
     # bookkeeping, not part of the run's identity
     data_root: str | None = field(default=None, metadata={"identity": False})
     download: bool = field(default=False, metadata={"identity": False})
@@ -91,6 +91,9 @@ class TrainConfig:
         _int("batch_size", self.batch_size, 2, 1 << 16)
         _int("seed", self.seed, 0, 2**31 - 1)
         _int("train_subset", self.train_subset, 0, 10**8)
+        if self.train_subset == 1:
+            raise ValueError("train_subset must be 0 (the whole split) or at least 2 (a batch needs "
+                             "2 examples), got 1")
         _int("smooth_steps", self.smooth_steps, 0, 1000)
         _int("dverge_steps", self.dverge_steps, 0, 1000)
         _int("at_steps", self.at_steps, 0, 1000)
@@ -104,6 +107,8 @@ class TrainConfig:
         _float("boost_shrinkage", self.boost_shrinkage, 0, 1, open_low=True)
         if not isinstance(self.download, bool):
             raise ValueError(f"download must be True or False, got {self.download!r}")
+        _data_root(self.data_root)
+        _device(self.device)
         return self
 
 
@@ -114,7 +119,8 @@ def _choice(name, value, allowed):
 
 def _int(name, value, low, high):
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r} "
+                         f"({type(value).__name__})")
 
 
 def _float(name, value, low, high, open_low=False):
@@ -122,7 +128,29 @@ def _float(name, value, low, high, open_low=False):
     ok = ok and (low < value if open_low else low <= value) and value <= high
     if not ok:
         bracket = "(" if open_low else "["
-        raise ValueError(f"{name} must be a finite number in {bracket}{low}, {high}], got {value!r}")
+        raise ValueError(f"{name} must be a finite number in {bracket}{low}, {high}], got {value!r} "
+                         f"({type(value).__name__})")
+
+
+def _data_root(value):
+    """``None`` or a path that is a folder or does not exist yet (``download=True`` creates it)."""
+    import os
+    from pathlib import Path
+    if value is None:
+        return
+    if not isinstance(value, (str, os.PathLike)) or str(value) == "":
+        raise ValueError(f"data_root must be a folder path (str) or None, got {value!r}")
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"data_root {str(path)!r} exists but is not a directory; point it "
+                                 f"at the folder that holds the data sets")
+
+
+def _device(value):
+    """``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` (availability is checked when training)."""
+    import re
+    if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        raise ValueError(f"unknown device {value!r}; valid: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
 
 
 # Per-data-set recipes (paper App. F and Sec. 4.1; mnist5k is this companion's CPU scale).
@@ -142,9 +170,25 @@ DATASET_RECIPES: dict[str, dict] = {
 }
 
 # Per-method overrides (applied after the data set's recipe).
+# Values that depend on the data set (PGD and distillation radii) live in DATASET_RECIPES.
 METHOD_RECIPES: dict[str, dict] = {
-    "vanilla": {}, "trs": {}, "cossim": {}, "ckae": {}, "adp": {}, "gal": {}, "dverge": {},
-    "trs_at": {}, "adaboost": {}, "gradientboost": {},
+    "vanilla": {}, "trs": {}, "cossim": {},
+    # CKAE (Sec. 4.2, App. D): the paper gives no weight; 1 puts the penalty, in [0, 1], on the
+    # scale of one member's cross-entropy (companion's choice).
+    "ckae": dict(ckae_weight=1.0),
+    # ADP_{2,0.5} of Tables 1-4: alpha = 2, beta = 0.5 (Pang et al. 2019).
+    "adp": dict(adp_alpha=2.0, adp_beta=0.5),
+    # GAL (Kariyappa and Qureshi 2019): lambda = 0.5, the DVERGE authors' reimplementation.
+    "gal": dict(gal_weight=0.5),
+    # DVERGE (Yang et al. 2020): 10 distillation steps (with eps 0.07, step 0.007 per data set).
+    "dverge": dict(dverge_steps=10),
+    # TRS + AT (App. H): 10-step PGD (Madry et al. 2018); radius and step size per data set.
+    "trs_at": dict(at_steps=10),
+    # AdaBoost (SAMME, Hastie et al. 2009) has no hyper-parameter beyond the member count.
+    "adaboost": {},
+    # GradientBoost (Friedman 2001): shrinkage nu = 0.5 for members 1..N-1 (the paper gives
+    # none; with 3 members a smaller nu leaves the later members little say; companion's choice).
+    "gradientboost": dict(boost_shrinkage=0.5),
 }
 
 
