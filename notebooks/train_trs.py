@@ -51,7 +51,7 @@ method = "trs"          # vanilla | trs | cossim | ckae | adp | gal | dverge | t
 num_models = None       # members (recipe: 3)
 arch = None             # resnet20 | small_cnn (recipe: small_cnn for mnist5k, resnet20 otherwise)
 epochs = None           # recipe: 8 for mnist5k, 40 for MNIST, 180 for CIFAR-10
-lam = None              # TRS lambda_1 = lambda_2 (recipe: 0.1 MNIST, 0.01 CIFAR-10)
+lam = None              # TRS lambda (both lambda_1 and lambda_2; recipe: 0.1 MNIST, 0.01 CIFAR-10)
 c = None                # TRS weight c (recipe: 2.0 MNIST, 5.0 CIFAR-10)
 variant = None          # seed (the paper's Sec. 3) | published (|cos| + smoothness at PGD inputs)
 batch_size = None       # recipe: 128
@@ -64,7 +64,9 @@ compare_vanilla = True  # also train a vanilla ensemble with the same seed and s
 
 # %%
 from trs_lib.recipes import make_config
-from trs_lib.train import train
+from trs_lib.train import check_notebook_parameters, train
+
+check_notebook_parameters(globals(), extra=("compare_vanilla",))  # refuses a misspelt -p name
 
 overrides = dict(num_models=num_models, arch=arch, epochs=epochs, lam=lam, c=c, variant=variant,
                  batch_size=batch_size, seed=seed, device=device, data_root=data_root,

@@ -5,6 +5,20 @@ Per epoch: a progress bar, metrics (loss terms, member and ensemble test accurac
 command resumes from the last complete checkpoint; rerunning a finished run is a no-op. The
 result is the trained ensemble and a run record (config, metrics, git commit, hardware, wall
 time) in ``<out_dir>/record.json``.
+
+Optimiser: Adam at a constant learning rate (paper App. F); the paper uses no learning-rate
+schedule, so there is no scheduler and none to checkpoint. A checkpoint holds the model, Adam's
+moments and step counts, the epoch, the metrics so far, every random generator's state (the
+trainer's generator for batch order and augmentation, torch's global CPU and CUDA generators)
+and any method state (boosting weights). A resumed run therefore ends with the same weights and
+metrics as an uninterrupted one: bitwise on the CPU with the same seed, the same
+``torch.get_num_threads()`` and the same library versions; on a GPU, up to the non-determinism
+of its kernels. See ``book/resuming.md``.
+
+Faults end in a clear error and never in a wrong result: bad settings are refused before anything
+is written (:meth:`trs_lib.recipes.TrainConfig.validate`); a NaN or infinite loss term stops the
+run naming the epoch, batch and term (:class:`NumericalError`) and keeps the last good
+checkpoint; a failed write (a full disk) leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
@@ -16,6 +30,7 @@ import torch
 
 from . import checkpoint as ckpt
 from . import data, methods
+from .atomic import CorruptFileError, remove_stale_temp
 from .ensemble import Ensemble, build_ensemble
 from .evaluate import gradient_cosine, member_accuracies
 from .recipes import TrainConfig, config_hash, make_config
@@ -23,9 +38,12 @@ from .paths import runs_dir
 from .results import read_record, write_record
 
 __all__ = ["train", "TrainResult", "NumericalError", "resolve_device", "default_run_dir",
-           "COS_EVAL_POINTS"]
+           "COS_EVAL_POINTS", "TRAIN_PARAMETERS", "check_notebook_parameters"]
 
 COS_EVAL_POINTS = 500  # test points used for the per-epoch gradient cosine
+SUBSET_SEED = 0  # train_subset draws a fixed random subset (the same for every run seed)
+_TERM_NAMES = {"ce": "cross-entropy", "similarity": "gradient similarity",
+               "smoothness": "gradient smoothness"}
 
 
 class NumericalError(FloatingPointError):
@@ -79,9 +97,27 @@ def _epoch_metrics(ensemble, x_te, y_te) -> dict:
 
 def _load_split(cfg: TrainConfig, split: str, device):
     x, y = data.load(cfg.dataset, split, root=cfg.data_root, download=cfg.download)
-    if split == "train" and cfg.train_subset:
-        x, y = x[: cfg.train_subset], y[: cfg.train_subset]
+    if split == "train" and cfg.train_subset and cfg.train_subset < len(x):
+        # a fixed random subset: the files may be sorted by class (mnist5k is)
+        g = torch.Generator().manual_seed(SUBSET_SEED)
+        idx = torch.randperm(len(x), generator=g)[: cfg.train_subset].sort().values
+        x, y = x[idx], y[idx]
     return x.to(device), y.to(device)
+
+
+def _check_out_dir(out_dir) -> Path:
+    if not isinstance(out_dir, (str, Path)):
+        raise ValueError(f"out_dir must be a path (str or pathlib.Path), got {out_dir!r}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"out_dir {str(out_dir)!r} exists but is not a directory")
+    for parent in out_dir.parents:  # the first existing ancestor must be a folder
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"out_dir {str(out_dir)!r} lies under {str(parent)!r}, "
+                                         f"which is a file, not a directory")
+            break
+    return out_dir
 
 
 def train(dataset: str = "mnist5k", method: str = "trs", out_dir=None, resume: bool = True,
@@ -92,18 +128,27 @@ def train(dataset: str = "mnist5k", method: str = "trs", out_dir=None, resume: b
     final weights (``weights.safetensors`` + ``weights.json``) and ``record.json``.
     """
     cfg = make_config(dataset, method, **overrides)
+    for name, value in (("resume", resume), ("progress", progress)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+    if not callable(log):
+        raise ValueError(f"log must be a function taking one string (e.g. print), got {log!r}")
     method_obj = methods.get(cfg.method)
     device = resolve_device(cfg.device)
-    out_dir = Path(out_dir) if out_dir is not None else default_run_dir(cfg)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"out_dir {str(out_dir)!r} exists but is not a directory")
+    out_dir = _check_out_dir(out_dir) if out_dir is not None else default_run_dir(cfg)
     record_path = out_dir / "record.json"
 
     if record_path.is_file():  # finished before: a no-op that returns the stored result
-        record = read_record(record_path)
-        ckpt.check_compatible(record["config"], cfg.to_dict(), keys=tuple(cfg.identity()))
-        ensemble, _ = ckpt.load_weights(out_dir / "weights", device)
-        log(f"run {out_dir} is complete; loaded its weights (delete record.json to retrain)")
+        try:
+            record = read_record(record_path)
+            ckpt.check_compatible(record["config"], cfg.to_dict(), keys=tuple(cfg.identity()),
+                                  source=str(record_path))
+            ensemble, _ = ckpt.load_weights(out_dir / "weights", device)
+        except (CorruptFileError, FileNotFoundError) as err:
+            raise type(err)(f"{err}. The run in {out_dir} is marked finished but cannot be loaded: "
+                            f"delete record.json and weights.* there and rerun to rebuild them from "
+                            f"the last checkpoint") from None
+        log(f"run {out_dir} is complete; loaded its weights (delete that folder to train again)")
         return TrainResult(ensemble, cfg, record, out_dir)
 
     x_tr, y_tr = _load_split(cfg, "train", device)
@@ -118,10 +163,13 @@ def train(dataset: str = "mnist5k", method: str = "trs", out_dir=None, resume: b
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     history, state, start, elapsed = [], {}, 0, 0.0
 
+    for stale in remove_stale_temp(out_dir):  # left by a process killed mid-write
+        log(f"removed {stale.name}, a temporary file of an interrupted write")
     found = ckpt.latest_checkpoint(out_dir, warn=log) if resume else None
     if found is not None:
         meta, tensors = found
-        ckpt.check_compatible(meta["config"], cfg.to_dict(), keys=tuple(cfg.identity()))
+        ckpt.check_compatible(meta["config"], cfg.to_dict(), keys=tuple(cfg.identity()),
+                              source=meta.get("_source"))
         state = ckpt.load_checkpoint(meta, tensors, ensemble, optimizer, generator, device)
         history, start, elapsed = meta["history"], meta["epoch"], meta.get("elapsed_s", 0.0)
         log(f"resuming {out_dir} after epoch {start}")
@@ -142,6 +190,7 @@ def train(dataset: str = "mnist5k", method: str = "trs", out_dir=None, resume: b
             ensemble.train()
             perm = torch.randperm(n_train, generator=generator, device=device)
             sums, first_bad = {}, {}
+            bad_total = torch.tensor(-1, device=device)
             for b in range(n_batches):
                 idx = perm[b * bs:(b + 1) * bs]
                 xb, yb = x_tr[idx], y_tr[idx]
@@ -150,6 +199,7 @@ def train(dataset: str = "mnist5k", method: str = "trs", out_dir=None, resume: b
                 ctx = methods.StepContext(epoch=epoch, epochs=cfg.epochs, generator=generator,
                                           index=idx, stage=stage, state=state)
                 loss, terms = method_obj.loss(ensemble, xb, yb, cfg, ctx)
+                bad_total = torch.where((bad_total < 0) & ~torch.isfinite(loss.detach()), b, bad_total)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -160,7 +210,8 @@ def train(dataset: str = "mnist5k", method: str = "trs", out_dir=None, resume: b
                         first_bad[name] = torch.tensor(-1, device=device)
                     first_bad[name] = torch.where((first_bad[name] < 0) & ~torch.isfinite(v),
                                                   b, first_bad[name])
-            _raise_if_bad(first_bad, e + 1)
+            _raise_if_bad(first_bad, bad_total, e + 1, n_batches,
+                          stage if method_obj.sequential else None, out_dir)
             if method_obj.sequential and epoch == cfg.epochs - 1 and method_obj.end_stage is not None:
                 method_obj.end_stage(ensemble, stage, x_tr, y_tr, cfg, state)
             metrics = {"epoch": e + 1, "stage": stage,
@@ -186,14 +237,51 @@ def train(dataset: str = "mnist5k", method: str = "trs", out_dir=None, resume: b
     return TrainResult(ensemble, cfg, read_record(record_path), out_dir)
 
 
-def _raise_if_bad(first_bad: dict, epoch: int) -> None:
-    for name, b in first_bad.items():
-        b = int(b)
-        if b >= 0:
-            raise NumericalError(
-                f"loss term {name!r} became NaN or infinite at epoch {epoch}, batch {b}; training "
-                f"stopped and the last good checkpoint (epoch {epoch - 1}) was kept. Lower the "
-                f"learning rate or the term's weight.")
+def _raise_if_bad(first_bad: dict, bad_total, epoch: int, n_batches: int, stage, out_dir) -> None:
+    """Raise :class:`NumericalError` for the first batch of the epoch with a non-finite term.
+
+    Once one batch goes bad the weights do too, and every later batch follows; the first bad
+    batch and the terms bad in it are the cause. Epoch and batch are 1-based.
+    """
+    bad = {name: int(b) for name, b in first_bad.items() if int(b) >= 0}
+    total = int(bad_total)
+    if not bad and total < 0:
+        return
+    first = min([*bad.values(), *([total] if total >= 0 else [])])
+    names = [n for n, b in bad.items() if b == first]
+    what = (", ".join(f"{n!r} ({_TERM_NAMES[n]})" if n in _TERM_NAMES else repr(n) for n in names)
+            if names else "the total loss (every named term was finite)")
+    where = f"epoch {epoch}" + (f" (stage {stage + 1})" if stage is not None else "")
+    kept = (f"the last good checkpoint, epoch {epoch - 1}, was kept in {out_dir}" if epoch > 1
+            else "no checkpoint had been written yet")
+    raise NumericalError(
+        f"loss term {what} became NaN or infinite at {where}, batch {first + 1} of {n_batches}; "
+        f"training stopped, nothing of this epoch was saved and {kept}. Lower the learning rate "
+        f"or the term's weight.")
+
+
+# train()'s own keyword arguments that a notebook may pass through, besides the config fields.
+TRAIN_PARAMETERS = ("dataset", "method", "out_dir", "resume", "progress")
+_IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
+
+
+def check_notebook_parameters(namespace: dict, extra=()) -> None:
+    """Refuse papermill parameters that are neither ``train`` arguments nor ``extra`` names.
+
+    papermill only warns about a parameter the notebook does not declare (``-p epoch 3`` for
+    ``epochs``) and runs on with the default. Call this in the cell right after the
+    ``parameters`` cell with ``globals()``: every plain value (str, number, bool, None, list,
+    dict) bound to a public name there is a parameter, declared or injected. Values are checked
+    by ``train`` itself (:meth:`trs_lib.recipes.TrainConfig.validate`).
+    """
+    import dataclasses
+    allowed = set(TRAIN_PARAMETERS) | {f.name for f in dataclasses.fields(TrainConfig)} | set(extra)
+    plain = (str, int, float, bool, type(None), list, dict, tuple)
+    unknown = sorted(k for k, v in namespace.items()
+                     if not k.startswith("_") and k not in _IPYTHON_NAMES
+                     and isinstance(v, plain) and k not in allowed)
+    if unknown:
+        raise ValueError(f"unknown notebook parameters {unknown}; valid parameters: {sorted(allowed)}")
 
 
 def _progress(total, initial, enabled, desc):
