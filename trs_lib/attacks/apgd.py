@@ -1,0 +1,138 @@
+"""Auto-PGD (Croce & Hein 2020) with the cross-entropy and the DLR loss, for the adaptive audit.
+
+APGD is PGD with momentum and a step size that needs no tuning: it starts at ``2 eps`` and is
+halved at checkpoints ``w_j`` (``p_0 = 0``, ``p_1 = 0.22``, ``p_{j+1} = p_j + max(p_j - p_{j-1}
+- 0.03, 0.06)`` of the iterations) whenever (1) the loss increased in at most 75 % of the
+steps since the last checkpoint, or (2) the step was not reduced at the last checkpoint and the
+best loss has not improved since; on a halving the iterate restarts from the best point. Step:
+
+    z_{k+1} = P(x_k + eta_k sign(grad L(x_k)))
+    x_{k+1} = P(x_k + alpha (z_{k+1} - x_k) + (1 - alpha)(x_k - x_{k-1})),   alpha = 0.75
+
+(``alpha = 1`` at the first step). DLR loss, shift- and scale-invariant in the scores (so the
+same on logits and on log-probabilities), with ``pi`` the scores sorted in decreasing order:
+
+    DLR(z, y) = -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3 + 1e-12)
+
+``apgd_ce`` supports targeted mode (descend the target's cross-entropy); ``apgd_dlr`` is
+untargeted (the targeted DLR of AutoAttack needs both the label and a target). Restarts run in
+one stacked batch; per example the output is an iterate that fools the model if one was found,
+else the highest-loss iterate. Eval mode is the caller's job.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._common import (MAX_RESTARTS, check_int, check_real, input_grad, linf_common,
+                      project_linf, rand_uniform)
+
+__all__ = ["apgd", "apgd_ce", "apgd_dlr", "dlr_loss", "checkpoints"]
+
+
+def dlr_loss(z: torch.Tensor, y: torch.Tensor, targeted: bool = False) -> torch.Tensor:
+    """Per-example DLR loss (to be maximised); needs at least 3 classes."""
+    if targeted:
+        raise ValueError("apgd_dlr: targeted=True is not supported (the targeted DLR needs the true label too); use apgd_ce")
+    if z.shape[1] < 3:
+        raise ValueError(f"apgd_dlr: the DLR loss needs at least 3 classes, got {z.shape[1]}")
+    zs = z.sort(1, descending=True).values
+    z_y = z.gather(1, y[:, None]).squeeze(1)
+    other = z.scatter(1, y[:, None], float("-inf")).amax(1)
+    return -(z_y - other) / (zs[:, 0] - zs[:, 2] + 1e-12)
+
+
+def _ce(z, y, targeted):
+    ce = F.cross_entropy(z, y, reduction="none")
+    return -ce if targeted else ce
+
+
+def checkpoints(steps: int) -> list[int]:
+    """Iterations at which APGD checks its step size (Croce & Hein 2020, Sec. 3.2)."""
+    p = [0.0, 0.22]
+    while p[-1] < 1:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    return sorted({int(round(q * steps)) for q in p[1:] if q <= 1 and 0 < int(round(q * steps)) <= steps})
+
+
+def apgd(model, x, y, *, eps, steps=100, loss="ce", targeted=False, restarts=1, rho=0.75,
+         generator=None, _name="apgd"):
+    """APGD in the L-inf ball; ``loss`` in ("ce", "dlr")."""
+    eps, steps, _ = linf_common(_name, x, y, eps, steps, None, targeted, steps_lo=1)
+    restarts = check_int("restarts", restarts, 1, MAX_RESTARTS, attack=_name)
+    if loss not in ("ce", "dlr"):
+        raise ValueError(f"{_name}: unknown loss {loss!r}; valid values: ['ce', 'dlr']")
+    lossf = _ce if loss == "ce" else dlr_loss
+    if loss == "dlr" and targeted:
+        raise ValueError(f"{_name}: targeted=True is not supported with the DLR loss (the targeted DLR needs the true label too); use apgd_ce")
+    rho = check_real("rho", rho, 0.0, 1.0, lo_open=True, attack=_name)
+    x = x.detach()
+    if eps == 0.0:
+        return x.clone()
+    b = x.shape[0]
+    view = (-1,) + (1,) * (x.dim() - 1)
+    y = y.to(device=x.device, dtype=torch.long)
+    xs = x.repeat(restarts, *([1] * (x.dim() - 1)))
+    ys = y.repeat(restarts)
+    n = xs.shape[0]
+    t = rand_uniform(xs.shape, generator, xs.device, xs.dtype)
+    x_adv = project_linf(xs + eps * t / t.flatten(1).abs().amax(1).clamp_min(1e-12).view(view), xs, eps)
+    g, lv, z = input_grad(model, x_adv, ys, targeted, loss=lossf)
+    if loss == "dlr" and z.shape[1] < 3:
+        raise ValueError(f"{_name}: the DLR loss needs at least 3 classes, got {z.shape[1]}")
+    fooled = (z.argmax(1) == ys) if targeted else (z.argmax(1) != ys)
+    x_fool = torch.where(fooled.view(view), x_adv, xs)
+    x_best, g_best, l_best = x_adv.clone(), g.clone(), lv.clone()
+    eta = torch.full((n,), 2 * eps, device=x.device, dtype=x.dtype)
+    x_old = x_adv.clone()
+    checks = set(checkpoints(steps))
+    last_check, n_incr = 0, torch.zeros(n, device=x.device)
+    l_best_last = l_best.clone()
+    reduced_last = torch.zeros(n, dtype=torch.bool, device=x.device)
+    l_prev = lv.clone()
+    for i in range(steps):
+        a = 0.75 if i > 0 else 1.0
+        z1 = project_linf(x_adv + eta.view(view) * g.sign(), xs, eps)
+        x_new = project_linf(x_adv + a * (z1 - x_adv) + (1 - a) * (x_adv - x_old), xs, eps)
+        x_old, x_adv = x_adv, x_new
+        g, lv, z = input_grad(model, x_adv, ys, targeted, loss=lossf)
+        f = (z.argmax(1) == ys) if targeted else (z.argmax(1) != ys)
+        x_fool = torch.where((f & ~fooled).view(view), x_adv, x_fool)
+        fooled |= f
+        n_incr += (lv > l_prev).float()
+        l_prev = lv
+        imp = lv > l_best
+        x_best = torch.where(imp.view(view), x_adv, x_best)
+        g_best = torch.where(imp.view(view), g, g_best)
+        l_best = torch.where(imp, lv, l_best)
+        if i + 1 in checks:
+            k = i + 1 - last_check
+            osc = n_incr <= rho * k
+            no_impr = ~reduced_last & (l_best_last >= l_best)
+            cut = osc | no_impr
+            reduced_last = cut
+            l_best_last = l_best.clone()
+            eta = torch.where(cut, eta / 2, eta)
+            x_adv = torch.where(cut.view(view), x_best, x_adv)
+            g = torch.where(cut.view(view), g_best, g)
+            last_check, n_incr = i + 1, torch.zeros_like(n_incr)
+    out = torch.where(fooled.view(view), x_fool, x_best)
+    # per example: a restart that fools the model if any, else the highest-loss one
+    score = (l_best.float() + 1e6 * fooled.float()).view(restarts, b)
+    idx = score.argmax(0) * b + torch.arange(b, device=x.device)
+    return out[idx].detach()
+
+
+def apgd_ce(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int = 100,
+            targeted: bool = False, restarts: int = 1, rho: float = 0.75,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """APGD on the cross-entropy (AutoAttack's ``apgd-ce``)."""
+    return apgd(model, x, y, eps=eps, steps=steps, loss="ce", targeted=targeted, restarts=restarts,
+                rho=rho, generator=generator, _name="apgd_ce")
+
+
+def apgd_dlr(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int = 100,
+             restarts: int = 1, rho: float = 0.75, generator: torch.Generator | None = None) -> torch.Tensor:
+    """APGD on the DLR loss (AutoAttack's ``apgd-dlr``, untargeted)."""
+    return apgd(model, x, y, eps=eps, steps=steps, loss="dlr", targeted=False, restarts=restarts,
+                rho=rho, generator=generator, _name="apgd_dlr")
