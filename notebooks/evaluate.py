@@ -291,7 +291,8 @@ path = write_record(out_json, "eval", config, metrics, wall, dev)
 # %%
 {"every accuracy is a fraction": all(0 <= r["accuracy"] <= 1 for r in metrics["rows"] if "accuracy" in r),
  "robust accuracy never above clean": all(r["accuracy"] <= metrics["clean_accuracy"] + 1e-9
-                                          for r in metrics["rows"] if r.get("attack") not in ("ila",)),
+                                          for r in metrics["rows"]
+                                          if "accuracy" in r and r.get("attack") not in ("ila",)),
  "every audit check has a verdict": all(c["status"] in ("pass", "FAIL", "skipped") for c in metrics.get("checks", []))}
 
 # %% [markdown]
