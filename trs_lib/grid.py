@@ -25,7 +25,7 @@ from . import paper_numbers as P
 from .recipes import config_hash, make_config
 
 __all__ = ["Scale", "SCALES", "COLUMNS", "TrainCell", "EvalCell", "TARGETS", "scale",
-           "cells_for", "table_cells", "train_cell", "whitebox_rows", "TRAIN_NOTEBOOK_PARAMS",
+           "cells_for", "table_cells", "train_cell", "whitebox_rows", "normalise_target", "TRAIN_NOTEBOOK_PARAMS",
            "TRANSFER_ATTACKS", "AUDIT_ATTACKS"]
 
 # The parameters of notebooks/train_trs.ipynb a grid cell may set (others: the recipe's).
@@ -49,6 +49,8 @@ class Scale:
     cw_steps: int                         # CW-L2 iterations (paper, via its code: 1000)
     restarts: int = 1                     # random restarts of PGD (worst case over restarts)
     audit_steps: int = 100                # APGD iterations of the audit
+    audit_more_steps: int | None = None   # the audit's "more steps" check (None: 10x PGD's)
+    audit_more_restarts: int = 5          # ... and its restarts
     transfer_steps: int = 10              # PGD iterations of the transfer matrices
     seed: int = 0
 
@@ -68,8 +70,12 @@ class Scale:
 
 
 SCALES: dict[str, Scale] = {
-    "cpu": Scale("cpu", {"mnist": "mnist5k"}, {}, n_test=500, cw_steps=100, restarts=1,
-                 audit_steps=50, transfer_steps=10),
+    # Sized so that the whole MNIST grid (11 trainings, 29 evaluations) runs in well under an
+    # hour on a shared 2-core CPU: 4 epochs instead of the recipe's 8 (TRS + AT runs 11 PGD
+    # steps per batch), 200 test points (standard error of an accuracy near 50%: 3.5 points),
+    # CW with 50 iterations instead of 1,000, APGD with 50.
+    "cpu": Scale("cpu", {"mnist": "mnist5k"}, {"epochs": 4}, n_test=200, cw_steps=50, restarts=1,
+                 audit_steps=50, audit_more_steps=50, audit_more_restarts=3, transfer_steps=10),
     "paper": Scale("paper", {"mnist": "mnist", "cifar10": "cifar10"}, {}, n_test=None,
                    cw_steps=1000, restarts=1, audit_steps=100, transfer_steps=10),
 }
@@ -97,6 +103,14 @@ COLUMNS: dict[str, tuple[str, dict]] = {
     "trs_c0.5": ("trs", {"num_models": 3, "c": 0.5}),
     "trs_c1": ("trs", {"num_models": 3, "c": 1.0}),
 }
+
+
+# The order in which the driver runs the columns: the headline comparison first (TRS, the
+# vanilla reference of the figures, ADP), the most expensive training (TRS + AT) last.
+PRIORITY = ("trs", "vanilla", "adp", "cossim", "ckae", "adaboost", "gradientboost", "trs_k2",
+            "trs_c0.5", "trs_c1", "trs_at")
+AUDIT_PRIORITY = ("trs", "adp", "cossim", "ckae", "adaboost", "gradientboost", "trs_at", "trs_k2",
+                  "trs_c0.5", "trs_c1")
 
 
 def _short_hash(obj, length=10) -> str:
@@ -180,11 +194,9 @@ def train_cell(column: str, dataset: str, scale_="cpu") -> TrainCell:
     return TrainCell(dataset, method, tuple(sorted(merged.items())))
 
 
-def whitebox_rows(paper_dataset: str, pgd110: bool = False) -> tuple:
-    rows = P.MNIST_WHITEBOX_ROWS if paper_dataset == "mnist" else P.CIFAR_WHITEBOX_ROWS
-    if pgd110:
-        rows = rows + tuple(P.Row("pgd", r.param, r.value, 110) for r in rows if r.attack == "pgd")
-    return rows
+def whitebox_rows(paper_dataset: str) -> tuple:
+    """The attack rows of Tables 1/2 (and 3/4 without PGD-110, and 5) for a data set."""
+    return P.MNIST_WHITEBOX_ROWS if paper_dataset == "mnist" else P.CIFAR_WHITEBOX_ROWS
 
 
 def _eval(tc: TrainCell, suite: str, rows, sc: Scale, **extra) -> EvalCell:
@@ -192,14 +204,17 @@ def _eval(tc: TrainCell, suite: str, rows, sc: Scale, **extra) -> EvalCell:
     if suite == "whitebox":
         settings.update(cw_steps=sc.cw_steps, restarts=sc.restarts)
     elif suite == "audit":
-        settings.update(audit_steps=sc.audit_steps)
+        settings.update(audit_steps=sc.audit_steps, audit_more_restarts=sc.audit_more_restarts)
+        if sc.audit_more_steps is not None:
+            settings.update(audit_more_steps=sc.audit_more_steps)
     elif suite == "transfer":
         settings.update(transfer_steps=sc.transfer_steps)
     return EvalCell(tc, suite, tuple(rows), tuple(sorted(settings.items())))
 
 
 def _audit_rows(rows) -> tuple:
-    """The L-infinity budgets of a table's rows, once each (the audit attacks them with APGD)."""
+    """The budgets of a table's iterative L-infinity rows (BIM, PGD, MIM), once each: the audit
+    attacks them with APGD (the FGSM-only budget, MNIST eps = 0.2, is left out)."""
     eps = sorted({r.value for r in rows if r.param == "eps" and r.attack != "fgsm"})
     return tuple(P.Row(a, "eps", e) for a in AUDIT_ATTACKS for e in eps)
 
@@ -207,7 +222,8 @@ def _audit_rows(rows) -> tuple:
 def table_cells(target: str, scale_="cpu") -> dict:
     """The cells behind one table or figure at a scale.
 
-    Returns ``{"train": {column: TrainCell}, "eval": {(column, suite, dataset): EvalCell}}``;
+    Returns ``{"train": {column: TrainCell}, "eval": {(column, part): EvalCell}}`` with part
+    ``whitebox``, ``pgd110``, ``audit``, ``transfer`` or ``ila:<paper data set>``;
     empty when the target's data set is not run at this scale (CIFAR-10 at scale ``cpu``).
     """
     sc = scale(scale_)
@@ -223,7 +239,7 @@ def table_cells(target: str, scale_="cpu") -> dict:
         for col in fig.ensembles:
             tc = train_cell(col, ds, sc)
             out["train"][col] = tc
-            out["eval"][(col, "transfer", fig.dataset)] = _eval(tc, "transfer", rows, sc)
+            out["eval"][(col, "transfer")] = _eval(tc, "transfer", rows, sc)
         return out
     tab = P.table(target)
     if tab.id == "6":
@@ -234,47 +250,64 @@ def table_cells(target: str, scale_="cpu") -> dict:
             tc = train_cell("trs", ds, sc)
             out["train"]["trs"] = tc
             rows = tuple(r for r in tab.rows if r.dataset == pds)
-            out["eval"][("trs", "ila", pds)] = _eval(tc, "ila", rows, sc)
+            out["eval"][("trs", f"ila:{pds}")] = _eval(tc, "ila", rows, sc)
         return out
     ds = sc.dataset(tab.dataset)
     if ds is None:
         return out
+    base = whitebox_rows(tab.dataset)
     for col in tab.columns:
         tc = train_cell(col, ds, sc)
         out["train"][col] = tc
-        out["eval"][(col, "whitebox", tab.dataset)] = _eval(
-            tc, "whitebox", whitebox_rows(tab.dataset, pgd110=tab.id in ("3", "4")), sc)
-        out["eval"][(col, "audit", tab.dataset)] = _eval(tc, "audit", _audit_rows(tab.rows), sc)
+        out["eval"][(col, "whitebox")] = _eval(tc, "whitebox", base, sc)
+        if tab.id in ("3", "4"):  # PGD-110: its own cell, so Table 1's whitebox cell is shared
+            out["eval"][(col, "pgd110")] = _eval(
+                tc, "whitebox", tuple(r for r in tab.rows if r.steps == 110), sc)
+        out["eval"][(col, "audit")] = _eval(tc, "audit", _audit_rows(tab.rows), sc)
     return out
 
 
 TARGETS = ("1", "2", "3", "4", "5", "6", "fig2", "fig3", "fig4")
 
 
-def _normalise_target(t) -> str:
-    t = str(t).lower()
-    if t.startswith("table"):
-        t = t[5:]
-    if t in ("2f", "f2") or t.isdigit() and t not in P.TABLES:
-        raise ValueError(f"unknown target {t!r}; valid targets: {TARGETS}")
-    if t.startswith("fig") or t.startswith("figure"):
-        t = "fig" + t.rstrip().split("fig")[-1].removeprefix("ure")
-    if t not in TARGETS:
-        raise ValueError(f"unknown target {t!r}; valid targets: {TARGETS}")
-    return t
+def normalise_target(t) -> str:
+    """``1``, ``"table1"`` -> ``"1"``; ``"fig2"``, ``"figure2"`` -> ``"fig2"``."""
+    key = str(t).strip().lower().replace(" ", "").replace("figure", "fig").removeprefix("table")
+    if key not in TARGETS:
+        raise ValueError(f"unknown table or figure {t!r}; valid targets: {list(TARGETS)}")
+    return key
 
 
 def cells_for(targets, scale_="cpu") -> list:
-    """Every cell the targets need, each once: trainings first, then evaluations.
+    """Every cell the targets need, each once: every training followed by its evaluations,
+    then the audits.
 
     Whitebox evaluations that differ only in their rows (Table 1 vs Table 3's PGD-110) are
     kept as separate cells; identical ones are merged by name.
     """
     trains, evals = {}, {}
     for t in targets:
-        cells = table_cells(_normalise_target(t), scale_)
+        cells = table_cells(normalise_target(t), scale_)
         for tc in cells["train"].values():
             trains.setdefault(tc.name, tc)
         for ec in cells["eval"].values():
             evals.setdefault(ec.name, ec)
-    return list(trains.values()) + list(evals.values())
+    rank = {}
+    for i, col in enumerate(PRIORITY):
+        for tc in trains.values():
+            if tc.method == COLUMNS[col][0] and tc.name == train_cell(col, tc.dataset, scale_).name:
+                rank.setdefault(tc.name, i)
+    trains = sorted(trains.values(), key=lambda tc: rank.get(tc.name, len(PRIORITY)))
+    ordered = []
+    for tc in trains:  # each training followed by its evaluations: a partial run leaves
+        ordered.append(tc)  # whole columns, the headline ones first
+        ordered.extend(ec for ec in evals.values()
+                       if ec.train.name == tc.name and ec.suite != "audit")
+    # the audits last (the most expensive cells, beyond the paper): the distinct methods first,
+    # then the TRS variants of Tables 3 and 5
+    audit_rank = {name: i for i, name in enumerate(AUDIT_PRIORITY)}
+    col_of = {tc.name: PRIORITY[r] for tc in trains if (r := rank.get(tc.name)) is not None}
+    for tc in sorted(trains, key=lambda tc: audit_rank.get(col_of.get(tc.name), len(PRIORITY))):
+        ordered.extend(ec for ec in evals.values()
+                       if ec.train.name == tc.name and ec.suite == "audit")
+    return ordered

@@ -1,7 +1,8 @@
 """Figures of the companion: training curves, transfer heatmaps, bound plots, paper-vs-ours tables."""
 from __future__ import annotations
 
-__all__ = ["plot_training_curves"]
+__all__ = ["plot_training_curves", "paper_layout", "side_by_side", "scale_table", "fmt_number",
+           "best_per_row", "transfer_heatmaps"]
 
 
 def plot_training_curves(histories: dict, keys=("train_ce", "test_acc_ensemble", "test_mean_abs_cos"),
@@ -22,5 +23,124 @@ def plot_training_curves(histories: dict, keys=("train_ce", "test_acc_ensemble",
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0].legend()
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ paper-vs-ours tables
+def fmt_number(value, kind: str = "ours", missing: str = "not run") -> str:
+    """A table entry as text: the paper's numbers as printed, ours with one decimal,
+    differences signed; ``missing`` where there is no number."""
+    if value is None or value != value:  # None or NaN
+        return missing
+    if kind == "paper":  # as printed: one decimal, two where the paper gives two
+        return f"{value:.1f}" if round(value, 1) == value else f"{value:.2f}"
+    if kind == "diff":
+        return f"{value:+.1f}"
+    return f"{value:.1f}"
+
+
+def paper_layout(frame, value: str = "ours", missing: str | None = None):
+    """One value of a ``trs_lib.results.table_frame`` in the paper's layout (rows: attack and
+    budget; columns: the paper's column labels), as text so that "not run" is explicit.
+
+    ``value``: ``paper``, ``ours``, ``diff`` (ours - paper) or ``audit`` (the adaptive audit's
+    worst case at the row's budget; "n/a" for rows it does not cover: CW, the FGSM-only eps).
+    """
+    import pandas as pd
+    if value not in ("paper", "ours", "diff", "audit"):
+        raise ValueError(f"unknown value {value!r}; valid: paper, ours, diff, audit")
+    if missing is None:
+        missing = "not run"
+    rows = list(dict.fromkeys(zip(frame["attack"], frame["para"])))
+    cols = list(dict.fromkeys(frame["label"]))
+    table = pd.DataFrame(index=pd.MultiIndex.from_tuples(rows, names=["attack", "para."]),
+                         columns=cols, dtype=object)
+    for rec in frame.to_dict("records"):
+        v = rec[value]
+        miss = missing
+        if value == "audit" and not rec.get("audited", True):
+            miss = "n/a"  # the audit does not cover this budget (CW, FGSM-only eps)
+        table.loc[(rec["attack"], rec["para"]), rec["label"]] = fmt_number(v, value, miss)
+    table.columns.name = value
+    return table
+
+
+def side_by_side(frame, values=("paper", "ours", "diff", "audit")):
+    """Paper and ours next to each other: columns (paper column label, value)."""
+    import pandas as pd
+    parts = {v: paper_layout(frame, v) for v in values}
+    cols = list(dict.fromkeys(frame["label"]))
+    out = pd.concat({(c, v): parts[v][c] for c in cols for v in values}, axis=1)
+    out.columns.names = ["", ""]
+    return out
+
+
+def best_per_row(frame):
+    """Per row: the best column in the paper and the best column in ours (ties within
+    ``tolerance`` points listed together); "not run" where a row misses some column."""
+    import pandas as pd
+    from .claims import TOLERANCE
+    out = {}
+    for (attack, para), g in frame.groupby(["attack", "para"], sort=False):
+        entry = {}
+        for value in ("paper", "ours"):
+            vals = dict(zip(g["label"], g[value]))
+            if any(v is None or v != v for v in vals.values()):
+                entry[f"best ({value})"] = "not run"
+                continue
+            top = max(vals.values())
+            tol = 0.0 if value == "paper" else TOLERANCE
+            entry[f"best ({value})"] = ", ".join(k for k, v in vals.items() if v >= top - tol)
+        out[(attack, para)] = entry
+    table = pd.DataFrame(out).T
+    table.index.names = ["attack", "para."]
+    return table
+
+
+def scale_table(frame):
+    """Per column of a table: the scale its numbers were measured at and the clean accuracy
+    of the ensemble, both read from the records (``not run`` where there is none)."""
+    import pandas as pd
+    out = {}
+    for label, group in frame.groupby("label", sort=False):
+        ok = group[group["status"] == "ok"]
+        first = ok.iloc[0] if len(ok) else None
+        out[label] = {"scale (data set, arch, members, epochs, test points)":
+                      first["scale"] if first is not None else "not run",
+                      "clean accuracy": fmt_number(first["clean"] if first is not None else None),
+                      "cells run": f"{len(ok)} of {len(group)}"}
+    return pd.DataFrame(out).T
+
+
+# ------------------------------------------------------------------ transfer matrices
+def transfer_heatmaps(frames: dict, ensembles=("vanilla", "trs"), attacks=None, title=None):
+    """Figures 2-4: one heatmap per (ensemble, attack); cell (i, j) is the accuracy of member i
+    on examples crafted against member j. A panel without a run says so."""
+    import matplotlib.pyplot as plt
+    attacks = attacks or list(dict.fromkeys(a for _, a in frames))
+    fig, axes = plt.subplots(len(ensembles), len(attacks), squeeze=False,
+                             figsize=(3.2 * len(attacks), 3.0 * len(ensembles)))
+    for r, ens in enumerate(ensembles):
+        for c, attack in enumerate(attacks):
+            ax, mat = axes[r][c], frames.get((ens, attack))
+            ax.set_title(f"{ens}: {attack.upper()}", fontsize=9)
+            if mat is None:
+                ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
+                ax.set_xticks([]), ax.set_yticks([])
+                continue
+            vals = mat.to_numpy(dtype=float)
+            ax.imshow(vals, cmap="Blues", vmin=0, vmax=100)
+            n = len(vals)
+            ax.set_xticks(range(n), [str(k + 1) for k in range(n)])
+            ax.set_yticks(range(n), [str(k + 1) for k in range(n)])
+            ax.set_xlabel("crafted on member")
+            ax.set_ylabel("evaluated on member")
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, f"{vals[i, j]:.1f}", ha="center", va="center", fontsize=8,
+                            color="white" if vals[i, j] > 50 else "black")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

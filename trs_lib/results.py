@@ -221,7 +221,8 @@ def table_frame(table_id, scale="cpu", records: dict | None = None, root=None):
 
     Columns: ``attack``, ``para``, ``row`` (its key), ``column`` (key), ``label`` (as printed),
     ``paper``, ``ours``, ``diff`` (ours - paper), ``audit`` (the adaptive audit's worst case at
-    the same budget; None where it does not apply), ``clean`` (clean accuracy of the ensemble),
+    the same budget), ``audited`` (whether the audit covers the row's budget at all: not CW, not
+    the FGSM-only budget), ``clean`` (clean accuracy of the ensemble),
     ``scale`` (read from the records) and ``status`` (``ok`` or ``not run``).
     """
     import pandas as pd
@@ -243,11 +244,13 @@ def table_frame(table_id, scale="cpu", records: dict | None = None, root=None):
             ours = robust_accuracy(erec, row)
             paper = tab.values[i][j]
             audit = _audit_value(cell_record(audit_cell, records) if audit_cell else None, row)
+            audited = audit_cell is not None and any(
+                r.param == row.param and r.value == row.value for r in audit_cell.rows)
             clean = _clean(erec, trec)
             out.append(dict(attack=row.label, para=row.para, row=row.key, column=col,
                             label=tab.column_labels[j], paper=paper, ours=ours,
                             diff=None if ours is None else round(ours - paper, 2),
-                            audit=audit, clean=clean,
+                            audit=audit, audited=audited, clean=clean,
                             scale=scale_of(trec, erec) if ours is not None else NOT_RUN,
                             status="ok" if ours is not None else NOT_RUN))
     return pd.DataFrame(out)
@@ -282,7 +285,7 @@ def ila_frame(scale="cpu", records: dict | None = None, root=None):
             out.append(dict(attack=f"{row.dataset}: ILA", para=row.para, row=row.key,
                             column=col, label=tab.column_labels[j], paper=paper, ours=ours,
                             diff=None if ours is None else round(ours - paper, 2), audit=None,
-                            clean=_clean(erec, trec),
+                            audited=False, clean=_clean(erec, trec),
                             scale=scale_of(trec, erec) if ours is not None else NOT_RUN,
                             status="ok" if ours is not None else NOT_RUN))
     return pd.DataFrame(out)

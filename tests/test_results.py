@@ -1,0 +1,252 @@
+"""The results store, the paper's numbers, the grid and the reproduce driver (no real runs)."""
+import json
+
+import pytest
+
+from trs_lib import grid as G
+from trs_lib import paper_numbers as P
+from trs_lib import reproduce as R
+from trs_lib import results
+from trs_lib.atomic import CorruptFileError
+
+
+# ---------------------------------------------------------------- the paper's numbers
+@pytest.mark.parametrize("tid,shape", [("1", (10, 6)), ("2", (10, 6)), ("3", (12, 4)),
+                                       ("4", (12, 4)), ("5", (10, 3)), ("6", (3, 4))])
+def test_paper_tables_have_the_papers_shape(tid, shape):
+    t = P.table(tid)
+    assert t.shape == shape
+    assert len(t.values) == shape[0] and all(len(r) == shape[1] for r in t.values)
+    assert len(t.column_labels) == shape[1]
+    assert len({r.key for r in t.rows}) == shape[0], "row keys must be unique"
+    assert all(v is None or 0 <= v <= 100 for r in t.values for v in r)
+
+
+def test_paper_numbers_spot_values_and_shared_cells():
+    assert P.table(1).value("pgd10/eps=0.15", "trs") == 74.0
+    assert P.table(2).value("cw/c=0.1", "trs") == 62.6
+    assert P.table(3).value("pgd110/eps=0.15", "adp") == 1.18
+    assert P.table(6).value("mnist:ila/eps=0.1", "ensemble") == 96.22
+    # the paper prints the same TRS (k = 3, c = 2) and ADP numbers in Tables 1, 3 and 5
+    for row in P.MNIST_WHITEBOX_ROWS:
+        assert P.table(1).value(row, "trs") == P.table(3).value(row, "trs") == P.table(5).value(row, "trs")
+        assert P.table(1).value(row, "adp") == P.table(3).value(row, "adp")
+    with pytest.raises(KeyError, match="valid ids"):
+        P.table(7)
+    with pytest.raises(KeyError, match="columns"):
+        P.table(1).value("fgsm/eps=0.1", "dverge")
+
+
+# ---------------------------------------------------------------- records
+def test_record_round_trip_and_corrupt_file(tmp_path):
+    path = results.write_record(tmp_path / "train" / "a.json", "train", {"lam": 0.1},
+                                {"acc": 0.5}, wall_time_s=1.23456)
+    rec = results.read_record(path)
+    assert rec["config"] == {"lam": 0.1} and rec["metrics"] == {"acc": 0.5}
+    assert rec["provenance"]["wall_time_s"] == 1.235 and "torch" in rec["provenance"]["versions"]
+    (tmp_path / "train" / "bad.json").write_text('{"kind": "train", "conf')
+    messages = []
+    recs = results.load_records(tmp_path, warn=messages.append)
+    assert list(recs) == ["train/a"] and recs["train/a"]["_path"] == "train/a.json"
+    assert messages and "bad.json" in messages[0]
+    with pytest.raises(CorruptFileError):
+        results.read_record(tmp_path / "train" / "bad.json")
+
+
+# ---------------------------------------------------------------- the grid
+def test_cpu_grid_shares_cells_and_leaves_cifar_empty():
+    cells = G.cells_for(["1", "3", "5", "6", "fig2", "fig3"], "cpu")
+    names = [c.name for c in cells]
+    assert len(names) == len(set(names))
+    trains = [c for c in cells if c.kind == "train"]
+    # Table 1: 6 methods; Table 3 adds TRS k=2 and TRS+AT; Table 5 adds c=0.5, 1; figures vanilla
+    assert len(trains) == 11
+    assert all(c.dataset == "mnist5k" for c in trains)
+    # every evaluation comes after its training
+    seen = set()
+    for c in cells:
+        if c.kind == "train":
+            seen.add(c.name)
+        else:
+            assert c.train.name in seen
+    assert G.cells_for(["2", "4", "fig4"], "cpu") == []
+    assert G.table_cells("1", "cpu")["train"]["trs"] is not None
+    assert G.table_cells("1", "cpu")["eval"][("trs", "whitebox")].name == \
+        G.table_cells("3", "cpu")["eval"][("trs", "whitebox")].name
+    with pytest.raises(ValueError, match="valid targets"):
+        G.normalise_target("table9")
+    assert G.normalise_target("Figure 2") == "fig2" and G.normalise_target(1) == "1"
+
+
+def test_train_cell_names_match_the_trainers_run_folder():
+    from trs_lib.train import default_run_dir
+    tc = G.train_cell("trs_c0.5", "mnist5k", "cpu")
+    assert tc.config().c == 0.5
+    assert default_run_dir(tc.config(), root="/r").name == tc.name
+
+
+# ---------------------------------------------------------------- the reader builds a table
+def _fake_eval_record(cell, acc=0.5):
+    rows = [{"key": r.key, "attack": r.attack, "accuracy": acc} for r in cell.rows]
+    return {"kind": "evaluate", "config": {}, "metrics": {"rows": rows, "n_test": 500,
+                                                          "clean_accuracy": 0.97},
+            "provenance": {}}
+
+
+def test_table_frame_reads_records_and_says_not_run(tmp_path):
+    cells = G.table_cells("1", "cpu")
+    tc = cells["train"]["trs"]
+    results.write_record(results.record_path(tc, tmp_path), "train", tc.config().to_dict(),
+                         {"final": {"test_acc_ensemble": 0.98}}, 1.0)
+    ec = cells["eval"][("trs", "whitebox")]
+    rec = _fake_eval_record(ec, acc=0.9)
+    results.atomic_write_json(results.record_path(ec, tmp_path), rec)
+    df = results.table_frame(1, "cpu", root=tmp_path)
+    assert len(df) == 60
+    trs = df[df.column == "trs"]
+    assert (trs.ours == 90.0).all() and (trs.status == "ok").all()
+    row = trs[trs.row == "pgd10/eps=0.15"].iloc[0]
+    assert row["paper"] == 74.0 and row["diff"] == 16.0 and row["clean"] == 97.0
+    assert "mnist5k" in row.scale and "500 test points" in row.scale
+    others = df[df.column != "trs"]
+    assert others.ours.isna().all() and (others.status == results.NOT_RUN).all()
+    # Table 2 (CIFAR-10) has no cells at scale cpu: every "ours" says not run
+    assert (results.table_frame(2, "cpu", root=tmp_path).status == results.NOT_RUN).all()
+
+
+# ---------------------------------------------------------------- the driver
+class FakeRunner:
+    """Stands in for papermill: writes what the notebooks would, counts the calls."""
+
+    def __init__(self, fail_on=None, interrupt_on=None):
+        self.calls, self.fail_on, self.interrupt_on = [], fail_on, interrupt_on
+
+    def __call__(self, notebook, output, parameters, cwd):
+        self.calls.append((notebook.name, parameters))
+        if self.interrupt_on and self.interrupt_on in str(parameters):
+            raise KeyboardInterrupt
+        if self.fail_on and self.fail_on in str(parameters):
+            raise RuntimeError("boom")
+        output.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4,
+                                      "nbformat_minor": 5}))
+        if notebook.name == "train_trs.ipynb":
+            from pathlib import Path
+            from trs_lib.recipes import config_hash, make_config
+            cfg = make_config(parameters["dataset"], parameters["method"],
+                              **{k: parameters[k] for k in G.TRAIN_NOTEBOOK_PARAMS if k in parameters})
+            out = Path(parameters["out_dir"])
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "weights.safetensors").write_bytes(b"w")
+            results.write_record(out / "record.json", "train", cfg.to_dict(),
+                                 {"final": {}, "config_hash": config_hash(cfg)}, 1.0)
+        else:
+            from pathlib import Path
+            rows = [{"key": r["key"], "accuracy": 0.5} for r in parameters["rows"]]
+            results.write_record(Path(parameters["out_json"]), "evaluate", {},
+                                 {"rows": rows, "n_test": 5}, 1.0)
+
+
+@pytest.fixture
+def tiny_grid(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRS_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("TRS_RUNS_DIR", str(tmp_path / "runs"))
+    cells = G.table_cells("fig2", "cpu")
+    return [cells["train"]["vanilla"], cells["eval"][("vanilla", "transfer")],
+            cells["train"]["trs"], cells["eval"][("trs", "transfer")]]
+
+
+def test_driver_runs_skips_and_regenerates_only_a_deleted_record(tiny_grid, tmp_path):
+    logs, runner = [], FakeRunner()
+    s = R.reproduce(cells=tiny_grid, runner=runner, log=logs.append, progress=False)
+    assert len(s["ran"]) == 4 and not s["failed"] and len(runner.calls) == 4
+    for c in tiny_grid:
+        assert results.record_path(c).is_file() and results.notebook_path(c).is_file()
+    rec = results.read_record(results.record_path(tiny_grid[1]))
+    assert rec["grid"]["train"] == tiny_grid[0].name and rec["config"]["eval"]["suite"] == "transfer"
+
+    logs.clear()
+    s = R.reproduce(cells=tiny_grid, runner=runner, log=logs.append, progress=False)
+    assert s["ran"] == [] and len(runner.calls) == 4 and R.UP_TO_DATE in logs
+
+    results.record_path(tiny_grid[3]).unlink()
+    s = R.reproduce(cells=tiny_grid, runner=runner, log=logs.append, progress=False)
+    assert s["ran"] == [tiny_grid[3].name] and len(runner.calls) == 5
+
+
+def test_driver_resumes_after_interrupt_and_goes_on_after_a_failure(tiny_grid):
+    runner = FakeRunner(interrupt_on="'method': 'trs'")
+    with pytest.raises(KeyboardInterrupt):
+        R.reproduce(cells=tiny_grid, runner=runner, log=lambda m: None, progress=False)
+    done = [c for c, ok in R.plan(cells=tiny_grid) if ok]
+    assert done == tiny_grid[:2]  # the vanilla column is kept, nothing half-written
+    assert not results.record_path(tiny_grid[2]).exists()
+
+    runner = FakeRunner(fail_on="'method': 'trs'")
+    s = R.reproduce(cells=tiny_grid, runner=runner, log=lambda m: None, progress=False)
+    assert list(s["failed"]) == [tiny_grid[2].name] and s["skipped"] == [tiny_grid[3].name]
+
+    runner = FakeRunner()
+    s = R.reproduce(cells=tiny_grid, runner=runner, log=lambda m: None, progress=False)
+    assert s["ran"] == [c.name for c in tiny_grid[2:]]
+
+
+def test_driver_retrains_missing_weights_without_touching_the_training_record(tiny_grid):
+    runner = FakeRunner()
+    R.reproduce(cells=tiny_grid[:2], runner=runner, log=lambda m: None, progress=False)
+    before = results.record_path(tiny_grid[0]).read_text()
+    (R.run_dir(tiny_grid[0]) / "weights.safetensors").unlink()
+    results.record_path(tiny_grid[1]).unlink()
+    R.reproduce(cells=tiny_grid[:2], runner=runner, log=lambda m: None, progress=False)
+    assert [n for n, _ in runner.calls] == ["train_trs.ipynb", "evaluate.ipynb",
+                                            "train_trs.ipynb", "evaluate.ipynb"]
+    assert results.record_path(tiny_grid[0]).read_text() == before
+
+
+def test_cli_dry_run_lists_cells(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRS_RESULTS_DIR", str(tmp_path))
+    assert R.main(["--tables", "fig2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would run train" in out and "4 to run" in out
+    with pytest.raises(SystemExit):
+        R.main(["--tables", "9"])
+
+
+# ---------------------------------------------------------------- the committed records
+def test_committed_records_are_readable_and_belong_to_the_grid():
+    """Every record under results/ parses, names a cell of its scale's grid, sits beside its
+    executed notebook, and every evaluation's training has a record too."""
+    from trs_lib.paths import results_dir
+    messages = []
+    recs = results.load_records(results_dir(), warn=messages.append)
+    assert not messages, messages
+    grids = {}
+    for key, rec in recs.items():
+        kind, name = key.split("/", 1)
+        assert "grid" in rec, f"{key}: not written by trs_lib.reproduce"
+        scale = rec["grid"]["scale"]
+        if scale not in grids:
+            grids[scale] = {f"{c.kind}/{c.name}" for c in G.cells_for(G.TARGETS, scale)}
+        assert key in grids[scale], f"{key}: not a cell of the {scale!r} grid (stale record?)"
+        assert (results_dir() / kind / f"{name}.ipynb").is_file(), f"{key}: executed notebook missing"
+        if kind == "eval":
+            assert f"train/{rec['grid']['train']}" in recs, f"{key}: its training has no record"
+
+
+def test_claims_wait_for_every_column(tmp_path):
+    """A claim over a table is "not yet run" until every column it compares has a number
+    (pandas turns the missing ones into NaN, which must not count as numbers)."""
+    from trs_lib import claims
+    cells = G.table_cells("1", "cpu")
+    recs = {}
+    for col in ("trs", "adp"):
+        ec = cells["eval"][(col, "whitebox")]
+        recs[f"eval/{ec.name}"] = _fake_eval_record(ec, acc=0.9 if col == "trs" else 0.5)
+    v = claims.check_claims("cpu", recs)
+    assert v.loc["mnist-most", "verdict"] == claims.NOT_YET_RUN
+    for col in cells["train"]:
+        ec = cells["eval"][(col, "whitebox")]
+        recs.setdefault(f"eval/{ec.name}", _fake_eval_record(ec, acc=0.5))
+    v = claims.check_claims("cpu", recs)
+    assert v.loc["mnist-most", "verdict"] == claims.REPRODUCED
+    assert "10 of 10 rows" in v.loc["mnist-most", "evidence"]
+    assert v.loc["mnist-audit", "verdict"] == claims.NOT_YET_RUN

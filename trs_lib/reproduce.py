@@ -1,0 +1,270 @@
+"""Reproduce the paper's tables: run every cell of their grid that has no record yet.
+
+    python -m trs_lib.reproduce --tables 1 3 5 6 fig2 fig3 --scale cpu
+    python -m trs_lib.reproduce --tables 1 --scale cpu --dry-run     # what would run
+
+Each cell of the grid (``trs_lib.grid``) is one papermill run of a notebook:
+``notebooks/train_trs.ipynb`` for a training, ``notebooks/evaluate.ipynb`` for an evaluation.
+The executed notebook is kept beside the cell's record, ``results/<kind>/<cell name>.ipynb``
+next to ``results/<kind>/<cell name>.json``. A cell whose record exists is skipped, so rerunning
+the driver on a finished grid does nothing and says so, and deleting one record regenerates
+only that cell. Trainings checkpoint every epoch under ``runs/``: after an interruption the
+same command resumes the training where it stopped. A cell that fails leaves no record (its
+partial notebook goes to ``runs/failed/``) and the driver goes on with the cells that do not
+depend on it, then exits non-zero.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from . import grid as G
+from .atomic import CorruptFileError, atomic_write_json, read_json
+from .paths import project_root, runs_dir
+from .results import read_record, record_path, notebook_path
+
+__all__ = ["TRAIN_NOTEBOOK", "EVAL_NOTEBOOK", "plan", "reproduce", "papermill_runner",
+           "train_parameters", "eval_parameters", "main", "UP_TO_DATE"]
+
+TRAIN_NOTEBOOK = "notebooks/train_trs.ipynb"
+EVAL_NOTEBOOK = "notebooks/evaluate.ipynb"
+UP_TO_DATE = "everything is up to date"
+
+
+# ---------------------------------------------------------------------- notebook parameters
+def run_dir(train_cell) -> Path:
+    """Where a training's checkpoints and weights live (the name ``trs_lib.train`` uses)."""
+    return runs_dir() / train_cell.name
+
+
+def _rel(path: Path) -> str:
+    """``path`` relative to the project root when inside it (the notebooks run there), so
+    that records hold no machine-specific paths; else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(project_root().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def train_parameters(cell, device="auto") -> dict:
+    """papermill parameters of ``notebooks/train_trs.ipynb`` for a training cell."""
+    return {**cell.parameters(), "device": device, "out_dir": _rel(run_dir(cell)),
+            "compare_vanilla": False}
+
+
+def eval_parameters(cell, out_json: Path, device="auto") -> dict:
+    """papermill parameters of ``notebooks/evaluate.ipynb`` for an evaluation cell."""
+    spec = cell.spec()
+    return {"run_dir": _rel(run_dir(cell.train)), "suite": cell.suite, "rows": spec["rows"],
+            "settings": {k: v for k, v in spec.items() if k not in ("suite", "train", "rows")},
+            "device": device, "out_json": _rel(out_json)}
+
+
+# ---------------------------------------------------------------------- running a notebook
+def papermill_runner(notebook: Path, output: Path, parameters: dict, cwd: Path,
+                     stream: bool = False) -> None:
+    """Execute ``notebook`` with ``parameters`` into ``output`` (the default runner);
+    ``stream`` copies the notebook's output (progress bars included) to stderr."""
+    import papermill as pm
+    pm.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(cwd),
+                        kernel_name="python3", progress_bar=False, log_output=stream,
+                        stderr_file=sys.stderr if stream else None)
+
+
+def _is_done(cell, root) -> bool:
+    path = record_path(cell, root)
+    if not path.is_file():
+        return False
+    try:
+        read_record(path)
+    except CorruptFileError:
+        return False  # a corrupt record is redone (the atomic writes make this rare)
+    return True
+
+
+def plan(targets=None, scale="cpu", root=None, cells=None, kinds=("train", "eval")) -> list[tuple]:
+    """``[(cell, done)]`` for every cell the targets need (or the given ``cells``), keeping the
+    cells of the given ``kinds`` (``train``, ``eval``)."""
+    cells = G.cells_for(targets or (), scale) if cells is None else list(cells)
+    return [(c, _is_done(c, root)) for c in cells if c.kind in kinds]
+
+
+def _run_notebook(runner, notebook, cell, parameters, root, log) -> Path:
+    """Run one notebook to a temporary output; on success move it beside the record."""
+    final = notebook_path(cell, root)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.stem}.running.ipynb")
+    try:
+        runner(project_root() / notebook, tmp, parameters, project_root())
+    except BaseException:
+        if tmp.exists():
+            failed = runs_dir() / "failed" / final.name
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(tmp), failed)
+            log(f"  the partial notebook is in {failed}")
+        raise
+    return tmp
+
+
+def _finish_train(cell, tmp_nb, parameters, root, scale_name) -> Path:
+    src = run_dir(cell) / "record.json"
+    if not src.is_file():
+        raise RuntimeError(f"{TRAIN_NOTEBOOK} finished but wrote no {src}; "
+                           "was out_dir passed through to train()?")
+    rec = read_record(src)
+    got = rec["metrics"].get("config_hash")
+    if got is not None and got != cell.key:
+        raise RuntimeError(f"training {cell.name}: the notebook trained config {got}, the grid "
+                           f"asked for {cell.key}; check the parameters {parameters}")
+    rec["grid"] = {"cell": cell.name, "kind": "train", "scale": scale_name,
+                   "notebook": notebook_path(cell, root).name, "parameters": parameters}
+    return _commit(cell, tmp_nb, rec, root)
+
+
+def _finish_eval(cell, tmp_nb, tmp_json, parameters, root, scale_name) -> Path:
+    if not tmp_json.is_file():
+        raise RuntimeError(f"{EVAL_NOTEBOOK} finished but wrote no {tmp_json}")
+    rec = read_json(tmp_json)
+    rec.setdefault("config", {}).update({"eval": cell.spec()})
+    rec["grid"] = {"cell": cell.name, "kind": "eval", "scale": scale_name,
+                   "train": cell.train.name, "notebook": notebook_path(cell, root).name,
+                   "parameters": parameters}
+    out = _commit(cell, tmp_nb, rec, root)
+    tmp_json.unlink(missing_ok=True)
+    return out
+
+
+def _commit(cell, tmp_nb, rec, root) -> Path:
+    """Notebook first, record last: a record on disk always has its notebook beside it."""
+    tmp_nb.replace(notebook_path(cell, root))
+    path = atomic_write_json(record_path(cell, root), rec)
+    read_record(path)
+    return path
+
+
+def _weights_present(train_cell) -> bool:
+    return (run_dir(train_cell) / "weights.safetensors").is_file()
+
+
+def run_cell(cell, runner=None, root=None, device="auto", scale_name="", log=print) -> Path:
+    """Run one grid cell with papermill and write its record; returns the record's path."""
+    runner = runner or papermill_runner
+    if cell.kind == "train":
+        params = train_parameters(cell, device)
+        tmp = _run_notebook(runner, TRAIN_NOTEBOOK, cell, params, root, log)
+        return _finish_train(cell, tmp, params, root, scale_name)
+    if not _weights_present(cell.train):
+        # The training's record exists (it is committed) but its weights are not here
+        # (runs/ is not committed): train again into runs/, without touching its record.
+        log(f"  weights of {cell.train.name} are missing from {runs_dir()}; training them again")
+        params = train_parameters(cell.train, device)
+        retrain_nb = run_dir(cell.train) / "retrain.ipynb"
+        retrain_nb.parent.mkdir(parents=True, exist_ok=True)
+        runner(project_root() / TRAIN_NOTEBOOK, retrain_nb, params, project_root())
+    tmp_json = runs_dir() / "eval-tmp" / f"{cell.name}.json"
+    tmp_json.parent.mkdir(parents=True, exist_ok=True)
+    tmp_json.unlink(missing_ok=True)
+    params = eval_parameters(cell, tmp_json, device)
+    tmp = _run_notebook(runner, EVAL_NOTEBOOK, cell, params, root, log)
+    return _finish_eval(cell, tmp, tmp_json, params, root, scale_name)
+
+
+def _describe(err: BaseException) -> str:
+    """One line for a failed cell; for a notebook error, the error raised inside the notebook."""
+    if hasattr(err, "ename"):  # papermill.PapermillExecutionError
+        return (f"{err.ename}: {str(err.evalue)[:300]} (in notebook cell {err.exec_count}; the "
+                f"partial notebook is under runs/failed/)")
+    return f"{type(err).__name__}: {str(err)[:500]}"
+
+
+def reproduce(targets=None, scale="cpu", root=None, cells=None, runner=None, device="auto",
+              dry_run=False, log=print, progress=True, kinds=("train", "eval")) -> dict:
+    """Run every cell of the targets' grid that has no record; returns a summary dict.
+
+    ``{"done": [...], "ran": [...], "failed": {name: error}, "skipped": [...], "wall_s": ...}``:
+    cells already recorded, cells run now, cells that failed, and cells skipped because the
+    training they evaluate failed.
+    """
+    sc = G.scale(scale)
+    items = plan(targets, sc, root, cells, kinds)
+    todo = [c for c, done in items if not done]
+    summary = {"done": [c.name for c, done in items if done], "ran": [], "failed": {},
+               "skipped": [], "wall_s": 0.0}
+    log(f"{len(items)} cells for {' '.join(map(str, targets or ())) or 'the given cells'} at scale "
+        f"{sc.name!r}: {len(items) - len(todo)} recorded, {len(todo)} to run")
+    if not todo:
+        log(UP_TO_DATE)
+        return summary
+    if dry_run:
+        for c in todo:
+            log(f"  would run {c.kind:5s} {c.name}")
+        return summary
+    from tqdm.auto import tqdm
+    t_all = time.perf_counter()
+    bar = tqdm(total=len(todo), desc="reproduce", unit="cell", disable=not progress)
+    failed_trainings = set()
+    try:
+        for i, cell in enumerate(todo, 1):
+            bar.set_postfix_str(cell.name[:40])
+            if cell.kind == "eval" and cell.train.name in failed_trainings:
+                summary["skipped"].append(cell.name)
+                log(f"[{i}/{len(todo)}] skip  {cell.name}: its training failed")
+                bar.update(1)
+                continue
+            log(f"[{i}/{len(todo)}] {cell.kind:5s} {cell.name} ...")
+            t0 = time.perf_counter()
+            try:
+                path = run_cell(cell, runner, root, device, sc.name, log)
+            except KeyboardInterrupt:
+                log("interrupted: rerun the same command to resume (finished cells are kept, "
+                    "trainings resume from their last checkpoint)")
+                raise
+            except Exception as err:  # noqa: BLE001 - reported, the grid goes on
+                summary["failed"][cell.name] = _describe(err)
+                if cell.kind == "train":
+                    failed_trainings.add(cell.name)
+                log(f"  FAILED after {time.perf_counter() - t0:.0f} s: {_describe(err)}")
+            else:
+                summary["ran"].append(cell.name)
+                log(f"  done in {time.perf_counter() - t0:.0f} s -> {path}")
+            bar.update(1)
+    finally:
+        bar.close()
+        summary["wall_s"] = round(time.perf_counter() - t_all, 1)
+    log(f"ran {len(summary['ran'])} cells in {summary['wall_s']:.0f} s; "
+        f"{len(summary['failed'])} failed, {len(summary['skipped'])} skipped")
+    return summary
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m trs_lib.reproduce", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tables", nargs="+", default=["1", "3", "5", "6", "fig2", "fig3"],
+                    help=f"tables and figures to reproduce, from {list(G.TARGETS)}")
+    ap.add_argument("--scale", default="cpu", choices=sorted(G.SCALES))
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda (passed to the notebooks)")
+    ap.add_argument("--dry-run", action="store_true", help="list the cells that would run")
+    ap.add_argument("--kinds", nargs="+", default=["train", "eval"], choices=["train", "eval"],
+                    help="run only these kinds of cells (e.g. the trainings first)")
+    ap.add_argument("--stream", action="store_true",
+                    help="show each notebook's own output (training progress) as it runs")
+    args = ap.parse_args(argv)
+    try:
+        targets = [G.normalise_target(t) for t in args.tables]
+    except ValueError as err:
+        ap.error(str(err))
+    runner = None
+    if args.stream:
+        def runner(nb, out, params, cwd):
+            papermill_runner(nb, out, params, cwd, stream=True)
+    summary = reproduce(targets, args.scale, device=args.device, dry_run=args.dry_run,
+                        runner=runner, kinds=tuple(args.kinds))
+    return 1 if summary["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
