@@ -4,6 +4,12 @@
 ``Ensemble(x)`` returns the ensemble's log-probabilities, shape (B, C). The paper's
 combination is ``log(mean_k softmax(f_k(x)))``; boosted ensembles use a weighted one
 (see ``COMBINES``), so every attack and table treats all ensembles alike.
+
+``Ensemble.member_logits_each(xs)`` feeds member k its own input ``xs[k]``: with one autograd
+leaf per member, one backward pass gives every member's input gradient
+(``trs_lib.trs.input_gradients``). The members run in a Python loop: on the 2-core CPU this
+was measured against one grouped-convolution pass over stacked members
+(``benchmarks/README.md``).
 """
 from __future__ import annotations
 
@@ -69,6 +75,14 @@ class Ensemble(nn.Module):
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of every member, stacked: (N, B, C)."""
         return torch.stack([m(x) for m in self.members])
+
+    def member_logits_each(self, xs) -> torch.Tensor:
+        """Logits (N, B, C) of member k at its own input ``xs[k]`` (a sequence of N batches or an
+        (N, B, ...) tensor); ``member_logits(x)`` equals ``member_logits_each([x] * N)``."""
+        if len(xs) != len(self.members):
+            raise ValueError(f"member_logits_each needs one input per member ({len(self.members)}), "
+                             f"got {len(xs)}")
+        return torch.stack([m(xk) for m, xk in zip(self.members, xs)])
 
     def combine_member_logits(self, logits: torch.Tensor) -> torch.Tensor:
         return combine_logits(logits, self.combine, self.weights)

@@ -27,6 +27,8 @@ __all__ = ["TrainConfig", "DATASET_RECIPES", "METHOD_RECIPES", "METHODS", "PAIRW
 METHODS = ("vanilla", "trs", "cossim", "ckae", "adp", "gal", "dverge", "trs_at", "adaboost",
            "gradientboost")
 PAIRWISE_METHODS = ("trs", "cossim", "ckae", "adp", "gal", "dverge", "trs_at")
+CHANNELS_LAST = ("auto", "on", "off")   # memory format of the members and the batches
+AMP = ("off", "bf16")                   # autocast dtype of the training step
 
 
 @dataclass
@@ -68,11 +70,21 @@ class TrainConfig:
     data_root: str | None = field(default=None, metadata={"identity": False})
     download: bool = field(default=False, metadata={"identity": False})
     device: str = field(default="auto", metadata={"identity": False})
+    # speed (benchmarks/README.md): same computation, rounding aside, so not part of the identity
+    channels_last: str = field(default="auto", metadata={"identity": False})  # auto: on (CPU, CUDA)
+    compile: bool = field(default=False, metadata={"identity": False})  # eager for double backprop
+    # bfloat16 autocast changes the numbers: part of the identity when on ("if_set": a run
+    # without it keeps the name it had before the field existed)
+    amp: str = field(default="off", metadata={"identity": "if_set"})
 
     def identity(self) -> dict:
         """The fields that define the result (the run's name is their hash)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.metadata.get("identity", True)}
+        out = {}
+        for f in dataclasses.fields(self):
+            mode, value = f.metadata.get("identity", True), getattr(self, f.name)
+            if mode is True or (mode == "if_set" and value != f.default):
+                out[f.name] = value
+        return out
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -109,6 +121,10 @@ class TrainConfig:
             raise ValueError(f"download must be True or False, got {self.download!r}")
         _data_root(self.data_root)
         _device(self.device)
+        _choice("channels_last", self.channels_last, CHANNELS_LAST)
+        _choice("amp", self.amp, AMP)
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be True or False, got {self.compile!r}")
         return self
 
 

@@ -23,12 +23,54 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .double_backward import cheap_double_backward, input_grads_only
+
 __all__ = ["input_gradients", "safe_norm", "pairwise_cosine", "seed_regularizer",
            "published_regularizer", "trs_regularizer", "pair_indices", "VARIANTS",
            "smoothness_inputs"]
 
 VARIANTS = ("seed", "published")
 _EPS = 1e-12
+
+
+def _each_input_fn(member_logits_fn):
+    """``(owner.member_logits_each, owner.num_members)`` when ``member_logits_fn`` is
+    ``owner.member_logits`` of an object that also takes per-member inputs
+    (:class:`trs_lib.ensemble.Ensemble`), else ``(None, 0)``."""
+    owner = getattr(member_logits_fn, "__self__", None)
+    each = getattr(owner, "member_logits_each", None)
+    if each is None or getattr(owner, "member_logits", None) != member_logits_fn:
+        return None, 0
+    return each, owner.num_members
+
+
+def _grads_and_leaves(member_logits_fn, x, y, create_graph):
+    """``(ce (N, B), grads (N, B, D), leaves)``: ``leaves`` are the tensors the gradients are
+    taken at (N leaves for an ``Ensemble``, else one), for a further derivative in x.
+
+    The forward runs in ``double_backward.cheap_double_backward`` (PyTorch's kernels, cheaper
+    second derivatives), the gradients in ``input_grads_only`` (no weight-gradient terms built).
+    """
+    each, n = _each_input_fn(member_logits_fn)
+    if each is not None:
+        leaves = [x.detach().requires_grad_(True) for _ in range(n)]
+        with cheap_double_backward():
+            logits = each(leaves)
+        ce = F.cross_entropy(logits.flatten(0, 1), y.repeat(n), reduction="none").view(n, -1)
+        with input_grads_only():
+            grads = torch.autograd.grad(ce.sum(), leaves, create_graph=create_graph)
+        return ce, torch.stack([g.flatten(1) for g in grads]), leaves
+    leaf = x.detach().requires_grad_(True)
+    with cheap_double_backward():
+        logits = member_logits_fn(leaf)
+    n = logits.shape[0]
+    ce = F.cross_entropy(logits.flatten(0, 1), y.repeat(n), reduction="none").view(n, -1)
+    grads = []
+    with input_grads_only():
+        for k in range(n):
+            (g,) = torch.autograd.grad(ce[k].sum(), leaf, create_graph=create_graph, retain_graph=True)
+            grads.append(g.flatten(1))
+    return ce, torch.stack(grads), [leaf]
 
 
 def input_gradients(member_logits_fn, x: torch.Tensor, y: torch.Tensor,
@@ -38,16 +80,14 @@ def input_gradients(member_logits_fn, x: torch.Tensor, y: torch.Tensor,
     ``member_logits_fn(x)`` returns logits of shape (N, B, C) (``Ensemble.member_logits``).
     With ``create_graph=True`` the gradients are differentiable (double backprop), so a loss
     built from them trains the parameters; they are computed once and serve every term.
+
+    For an ``Ensemble``'s ``member_logits`` each member gets its own autograd leaf (a view of
+    ``x``, ``Ensemble.member_logits_each``), so one backward pass yields all N gradients and each
+    member's graph is walked once. Any other callable takes N backward passes, each of which also
+    walks the other members' graphs with zero gradients (N times the work, same values).
     """
-    x = x.detach().requires_grad_(True)
-    logits = member_logits_fn(x)
-    n = logits.shape[0]
-    ce = F.cross_entropy(logits.flatten(0, 1), y.repeat(n), reduction="none").view(n, -1)
-    grads = []
-    for k in range(n):
-        (g,) = torch.autograd.grad(ce[k].sum(), x, create_graph=create_graph, retain_graph=True)
-        grads.append(g.flatten(1))
-    return ce.mean(1), torch.stack(grads)
+    ce, grads, _ = _grads_and_leaves(member_logits_fn, x, y, create_graph)
+    return ce.mean(1), grads
 
 
 def safe_norm(g: torch.Tensor, dim: int = -1, eps: float = _EPS) -> torch.Tensor:
@@ -117,20 +157,24 @@ def smoothness_inputs(member_logits_fn, x: torch.Tensor, y: torch.Tensor, eps: f
     """Published TRS's smoothness inputs: half of the batch moved by L-inf PGD (random start,
     ``steps`` steps of ``eps/3``) to maximise ``sum_k ||grad_x CE_k||^2`` of all members at once.
 
-    The first half of the batch is returned clean. Call with the members in eval mode (the
-    trainer does), so BatchNorm running statistics do not absorb the perturbed inputs, and no
-    parameter gradients are kept.
+    The first half of the batch is returned clean. Each step is one forward, one backward with
+    graph and one double backward of all members, taken with respect to the inputs only: no
+    parameter gradient is computed (reverse-over-reverse costs about 4 forward passes here;
+    forward-over-reverse ``jvp`` of the gradient along ``g`` would need ``g`` first, about 6).
+    The sign of each step is that of this step's gradient. Call it with the members in eval mode
+    (``trs_lib.methods.eval_mode``; the TRS loss does), so BatchNorm running statistics do not
+    absorb the perturbed inputs and BatchNorm is a fixed affine map inside the loop.
     """
     half = x.shape[0] // 2
-    clean, adv = x[:half], x[half:].detach()
+    clean, start = x[:half], x[half:].detach()
+    adv = start
     if eps > 0 and adv.shape[0] > 0:
         noise = torch.rand(adv.shape, device=x.device, dtype=x.dtype, generator=generator)
         adv = (adv + (2 * noise - 1) * eps).clamp(0, 1)
+        low, high = (start - eps).clamp(min=0), (start + eps).clamp(max=1)
         for _ in range(steps):
-            adv.requires_grad_(True)
-            _, g = input_gradients(member_logits_fn, adv, y[half:], create_graph=True)
-            objective = (g * g).sum()
-            (step,) = torch.autograd.grad(objective, adv)
-            adv = adv.detach() + eps / 3 * step.sign()
-            adv = torch.min(torch.max(adv, x[half:] - eps), x[half:] + eps).clamp(0, 1)
+            _, g, leaves = _grads_and_leaves(member_logits_fn, adv, y[half:], create_graph=True)
+            with input_grads_only():
+                step = sum(torch.autograd.grad((g * g).sum(), leaves))
+            adv = torch.min(torch.max(adv + eps / 3 * step.sign(), low), high)
     return torch.cat([clean, adv.detach()])
