@@ -50,7 +50,7 @@ plots.scale_table(frame)
 plots.side_by_side(frame)
 
 # %% [markdown]
-# ### The audit's sanity checks
+# ## The audit's sanity checks
 #
 # For each column, at the largest audited budget: accuracy falls towards 0 as eps grows
 # (`large_eps`), an unbounded attack succeeds (`unbounded`), ten times the steps and five restarts
