@@ -250,7 +250,7 @@ DOUBLE_BACKWARD_METHODS = ("trs", "cossim", "gal", "trs_at")
 
 def use_channels_last(setting: str, device) -> bool:
     """``channels_last`` setting -> bool: ``auto`` is on for CUDA (cuDNN's fast layout) and the
-    CPU (oneDNN: the ResNet-20 TRS step measured 1.4x faster, benchmarks/README.md)."""
+    CPU (oneDNN: TRS steps measured 1.03-1.27x faster, benchmarks/README.md)."""
     if setting == "auto":
         return torch.device(device).type in ("cuda", "cpu")
     return setting == "on"
