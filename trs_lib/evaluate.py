@@ -32,28 +32,21 @@ def device_of(model: torch.nn.Module) -> torch.device:
 
 @torch.no_grad()
 def predict_logits(model, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """``model(x)`` in batches, on the model's device; returns a tensor on that device."""
+    """``model(x)`` in batches (halved on CUDA OOM), on the model's device."""
     dev = device_of(model)
-    return torch.cat([model(x[i:i + batch_size].to(dev)) for i in range(0, len(x), batch_size)])
+    outs, _ = run_batched(lambda a, b: model(x[a:b].to(dev)), len(x), batch_size)
+    return torch.cat(outs)
 
 
-@torch.no_grad()
 def clean_accuracy(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
     """Fraction of ``x`` that ``model`` classifies as ``y`` (argmax of logits or log-probs)."""
-    pred = predict_logits(model, x, batch_size).argmax(-1)
-    return (pred == y.to(pred.device)).float().mean().item()
+    return _correct(model, x, y, batch_size)[0].float().mean().item()
 
 
-@torch.no_grad()
 def member_accuracies(ensemble, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> dict:
     """Clean accuracy of every member and of the ensemble, from one pass of member logits."""
-    dev = device_of(ensemble)
-    logits = torch.cat([ensemble.member_logits(x[i:i + batch_size].to(dev))
-                        for i in range(0, len(x), batch_size)], dim=1)  # (N, B, C)
-    y = y.to(dev)
-    members = (logits.argmax(-1) == y).float().mean(1).tolist()
-    ens = (ensemble.combine_member_logits(logits).argmax(-1) == y).float().mean().item()
-    return {"members": members, "ensemble": ens}
+    acc = _member_correct(ensemble, x, y, batch_size)[0].float().mean(1).tolist()
+    return {"members": acc[:-1], "ensemble": acc[-1]}
 
 
 def gradient_cosine(ensemble, x: torch.Tensor, y: torch.Tensor, batch_size: int = 250) -> dict:
