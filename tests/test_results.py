@@ -12,7 +12,7 @@ from trs_lib.atomic import CorruptFileError
 
 # ---------------------------------------------------------------- the paper's numbers
 @pytest.mark.parametrize("tid,shape", [("1", (10, 6)), ("2", (10, 6)), ("3", (12, 4)),
-                                       ("4", (12, 4)), ("5", (10, 3)), ("6", (3, 4))])
+                                       ("4", (12, 4)), ("5", (10, 3)), ("6", (4, 4))])
 def test_paper_tables_have_the_papers_shape(tid, shape):
     t = P.table(tid)
     assert t.shape == shape
