@@ -356,3 +356,22 @@ def test_toy_mixture_shapes_labels_and_means():
     assert y.tolist() == [0] * 2000 + [1] * 2000
     assert torch.allclose(x[y == 1].mean(0), torch.tensor([3.0, -1.0], dtype=D64), atol=0.05)
     assert x[y == 0].std(0).tolist() == pytest.approx([0.5, 0.5], abs=0.03)
+
+
+def test_lower_bound_guard_with_scalar_zero_denominator_returns_minus_inf():
+    # c_G = eps (untargeted) and c_G = -eps (targeted): the Markov denominator is 0; the guard
+    # must give the trivial bound -inf, not raise ZeroDivisionError from a Python-float division
+    assert th.lower_bound_untargeted(0.1, 0.0, 0.0, 1.0, 0.5, 1.0, 0.5) == -math.inf
+    assert th.lower_bound_targeted(0.1, 0.0, 0.0, 1.0, 0.5, -1.0, 0.5) == -math.inf
+    assert th.lower_bound_untargeted_main_text(0.1, 0.0, 0.0, 1.0, 0.5, 1.0, 0.5) == -math.inf
+    raw = th.lower_bound_untargeted(0.1, 0.0, 0.0, 1.0, 0.5, 1.0, 0.5, guard=False)
+    assert math.isinf(raw) or math.isnan(raw)
+    # a positive denominator is unaffected: eps = 1, c_F = 0.5, c_G = 0, S = 1, alpha = eta = 0
+    assert th.lower_bound_untargeted(0.0, 0.0, 0.0, 1.0, 0.5, 0.0, 1.0) == pytest.approx(0.5)
+
+
+def test_theory_package_keeps_every_public_name():
+    for part in (th.definitions, th.bounds, th.estimators, th.exact):
+        for name in part.__all__:
+            assert getattr(th, name) is getattr(part, name)
+    assert th.lower_bound_untargeted.__module__ == "trs_lib.theory.bounds"
