@@ -117,7 +117,7 @@ def test_cosine_of_zero_gradients_is_finite_with_finite_gradient(case):
     j, k = TRS.pair_indices(g.shape[0])
     assert (cos.detach()[zero[j] | zero[k]] == 0).all(), "a zero gradient must give cosine 0"
     assert (cos.detach().abs() <= 1 + 1e-6).all()
-    for variant, kw in (("seed", dict(lam=0.1, c=2.0)), ("published", dict(lambda_a=40.0, lambda_b=2.5))):
+    for variant, kw in (("seed", dict(lam=0.1, c=2.0)), ("published", dict(coeff=8.0, lamda=0.5, scale=5.0))):
         terms = TRS.trs_regularizer(g, variant, **kw)
         total = sum(terms.values())
         (grad,) = torch.autograd.grad(total, g)

@@ -14,7 +14,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from trs_lib import models, trs as T
-from trs_lib.double_backward import cheap_double_backward, input_grads_only
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from trs_lib.double_backward import cheap_double_backward
 from trs_lib.ensemble import build_ensemble
 from trs_lib.methods import StepContext, eval_mode, get
 from trs_lib.recipes import make_config
@@ -57,7 +59,7 @@ def _plain_loss(nets, x, y, cfg, x_s=None):
     ce, grads = _plain_grads(nets, x, y)
     smooth = _plain_grads(nets, x_s, y)[1] if x_s is not None else None
     terms = T.trs_regularizer(grads, cfg.variant, lam=cfg.lam, c=cfg.c, smooth_grads=smooth,
-                              lambda_a=cfg.lambda_a, lambda_b=cfg.lambda_b)
+                              coeff=cfg.coeff, lamda=cfg.lamda, scale=cfg.scale)
     return ce.sum() + sum(terms.values())
 
 
@@ -206,21 +208,50 @@ def test_relu_and_max_pool_double_backward_equal_pytorch(mode):
                  {"_ConvBackward", "_ReLUBackward", "_MaxPoolBackward"})
 
 
-@pytest.mark.parametrize("train", [True, False])
-def test_input_grads_only_leaves_input_derivatives_unchanged(train):
-    ens, _, x, y = _case("resnet20", "cifar10", 8, 4, F64)
-    ens.train(train)
-    leaf = x.clone().requires_grad_(True)
+class _WeightGradKernels(TorchDispatchMode):
+    """Counts the convolution weight-gradient kernels run under it."""
 
-    def hessian_gradient():       # d/dx ||d CE / dx||^2, inputs only
-        with cheap_double_backward():
-            ce = F.cross_entropy(ens.member(0)(leaf), y, reduction="sum")
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.convolution_backward.default and args[-1][1]:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_input_only_derivatives_build_no_weight_terms_and_equal_pytorch(train):
+    """Differentiating with respect to the inputs only runs no weight-gradient kernel (the
+    backward asks the engine, no process-wide switch), and the result equals PyTorch's."""
+    ens, nets, x, y = _case("resnet20", "cifar10", 8, 4, F64)
+    ens.train(train)
+    nets[0].train(train)
+
+    def hessian_gradient(model, cheap):       # d/dx ||d CE / dx||^2, inputs only
+        leaf = x.clone().requires_grad_(True)
+        if cheap:
+            with cheap_double_backward():
+                ce = F.cross_entropy(model(leaf), y, reduction="sum")
+        else:
+            ce = F.cross_entropy(model(leaf), y, reduction="sum")
         (g,) = torch.autograd.grad(ce, leaf, create_graph=True)
         return torch.autograd.grad((g * g).sum(), leaf)[0]
 
-    with input_grads_only():
-        fast = hessian_gradient()
-    assert _rel(fast, hessian_gradient()) < 1e-13
+    with _WeightGradKernels() as counter:
+        fast = hessian_gradient(ens.member(0), cheap=True)
+    assert counter.count == 0, f"{counter.count} weight-gradient kernels for an input-only derivative"
+    assert _rel(fast, hessian_gradient(nets[0], cheap=False)) < 1e-12
+    # the same graph differentiated with respect to the weights does run them
+    leaf = x.clone().requires_grad_(True)
+    with cheap_double_backward():
+        ce = F.cross_entropy(ens.member(0)(leaf), y, reduction="sum")
+    (g,) = torch.autograd.grad(ce, leaf, create_graph=True)
+    with _WeightGradKernels() as counter:
+        (g * g).sum().backward()
+    assert counter.count > 0
+    assert all(p.grad is not None for p in ens.member(0).parameters())
 
 
 @pytest.mark.parametrize("arch,dataset,shape", [("resnet20", "cifar10", (3, 32, 32)),

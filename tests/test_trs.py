@@ -28,10 +28,19 @@ def test_seed_regularizer_by_hand():
 
 
 def test_published_regularizer_by_hand():
-    g = torch.tensor([[[3.0, 4.0]], [[0.0, -2.0]]], dtype=torch.float64)
-    terms = T.trs_regularizer(g, "published", lambda_a=10.0, lambda_b=0.1)
-    assert terms["similarity"].item() == pytest.approx(10 * 0.8, abs=1e-9)  # |cos|
-    assert terms["smoothness"].item() == pytest.approx(0.1 * (25 + 4) / 2, abs=1e-9)
+    """The authors' scale: gradients of the batch-mean loss (per-example / B), Magnitude =
+    2 mean_b ||h_b||^2, weights scale * coeff and scale * lamda."""
+    g = torch.tensor([[[3.0, 4.0], [1.0, 0.0]], [[0.0, -2.0], [0.0, 1.0]]], dtype=torch.float64)
+    terms = T.trs_regularizer(g, "published", coeff=2.0, lamda=0.5, scale=5.0)
+    assert terms["similarity"].item() == pytest.approx(5 * 2.0 * (0.8 + 0.0) / 2, abs=1e-12)
+    # member 0: h = g / 2, Magnitude = 2 * mean(25/4, 1/4) = 6.5; member 1: 2 * mean(1, 1/4) = 1.25
+    assert terms["smoothness"].item() == pytest.approx(5 * 0.5 * (6.5 + 1.25) / 2, abs=1e-12)
+
+
+def test_published_loss_at_batch_128_is_the_authors_scale_not_8192_times_it():
+    g = torch.randn(3, 128, 10, dtype=torch.float64)
+    s = T.trs_regularizer(g, "published", coeff=1.0, lamda=1.0, scale=1.0)["smoothness"]
+    assert s.item() == pytest.approx((g * g).sum(-1).mean().item() * 2 / 128 ** 2, rel=1e-12)
 
 
 def test_zero_gradient_gives_no_nan():
@@ -61,13 +70,14 @@ class _Tiny(torch.nn.Module):
 
 
 def _loss(ens, x, y, variant):
-    cfg = make_config("mnist5k", "trs", lam=0.3, c=1.5, variant=variant, smooth_eps_init=0.0,
-                      smooth_eps=0.0)  # smoothness inputs = clean inputs: deterministic
+    variant, faithful = variant.split("_")[0], variant.endswith("_faithful")
+    cfg = make_config("mnist5k", "trs", lam=0.3, c=1.5, variant=variant, faithful=faithful, init_eps=0.0,
+                      adv_eps=0.0)  # smoothness inputs = clean inputs: deterministic
     ctx = StepContext(epoch=0, epochs=1)
     return get("trs").loss(ens, x, y, cfg, ctx)[0]
 
 
-@pytest.mark.parametrize("variant", ["seed", "published"])
+@pytest.mark.parametrize("variant", ["seed", "published", "published_faithful"])
 def test_trs_loss_parameter_gradients_match_finite_differences(variant):
     ens = Ensemble([_Tiny(s) for s in range(3)]).double()
     x = torch.rand(5, 4, dtype=torch.float64)

@@ -20,10 +20,15 @@ compares them with PyTorch's in float64). Inside :func:`cheap_double_backward`, 
 ``F.batch_norm`` in training mode, ``F.relu``, ``F.max_pool2d``) record these functions; models
 and their state dicts are untouched. ``trs_lib.trs`` runs the members' forward inside it.
 
-Input-only derivatives: a custom autograd function cannot tell which of its inputs the current
-``torch.autograd.grad`` call asks for, so inside :func:`input_grads_only` the convolutions skip
-their weight and bias terms in every backward. ``trs_lib.trs`` wraps the calls that
-differentiate with respect to the inputs only (the input gradients, the smoothness PGD).
+Input-only derivatives are a property of the backward pass being run, not of the process: a
+convolution's backward asks the autograd engine whether the current graph task will execute the
+node its weight (bias) feeds (``torch._C._will_engine_execute_node``, the query PyTorch's own
+``register_multi_grad_hook`` uses), and computes the weight and bias terms only if so. A
+``torch.autograd.grad(..., inputs=<inputs>)`` (the input gradients, the smoothness PGD) thus
+builds no weight term, while ``loss.backward()`` on the same graph gets every term; two threads
+differentiating at once each get their own answer (``tests/test_threads.py``). The engine refuses
+the query for a leaf during ``autograd.grad``, so a weight that is a leaf enters the convolution
+through a view (one autograd node, no copy) whose node is asked instead.
 
 BatchNorm's math (training mode, per channel, ``<.>`` the mean over the M = N*H*W positions,
 ``xh = (x - mu) r`` with ``r = 1/sqrt(var + eps)``, ``s = w r``, ``A = <gy>``, ``B = <gy xh>``):
@@ -40,33 +45,38 @@ Convolution's: ``gx = conv_transpose(gy, w)``, so for upstream ``v``:
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["cheap_double_backward", "input_grads_only", "batch_norm_train", "conv2d", "relu",
-           "max_pool2d"]
+__all__ = ["cheap_double_backward", "batch_norm_train", "conv2d", "relu", "max_pool2d"]
 
 _aten = torch.ops.aten
 _bn_backward = _aten.native_batch_norm_backward
-_INPUT_ONLY = [0]   # > 0 inside input_grads_only(); a global, since CUDA backward runs on other threads
 
 
-@contextmanager
-def input_grads_only():
-    """Within this block, backward passes compute no weight or bias gradient of the layers here.
-
-    Use it around ``torch.autograd.grad(..., inputs=<inputs only>)`` only (with or without
-    ``create_graph``): the weight gradients it would compute are never asked for.
-    """
-    _INPUT_ONLY[0] += 1
+def _wanted(ctx, i: int) -> bool:
+    """Whether the backward pass now running needs the gradient of input ``i`` of ``ctx``'s
+    function: it requires grad and the engine will execute the node it feeds. Unknown (the
+    engine refuses the query, e.g. a leaf during ``autograd.grad``): True, the safe answer."""
+    if not ctx.needs_input_grad[i]:
+        return False
+    node = ctx.next_functions[i][0]
+    if node is None:
+        return False
     try:
-        yield
-    finally:
-        _INPUT_ONLY[0] -= 1
+        return bool(torch._C._will_engine_execute_node(node))
+    except RuntimeError:
+        return True
+
+
+def _non_leaf(t):
+    """``t`` itself, or a view of it when it is a leaf that requires grad (see the module
+    docstring: the engine answers :func:`_wanted` for the view's node, not for a leaf's)."""
+    if t is not None and t.requires_grad and t.grad_fn is None:
+        return t.view_as(t)
+    return t
 
 
 # ---------------------------------------------------------------------------- BatchNorm
@@ -163,7 +173,8 @@ def batch_norm_train(x, weight, bias, running_mean=None, running_var=None, momen
 # ---------------------------------------------------------------------------- convolution
 class _Conv(torch.autograd.Function):
     """``conv2d`` with PyTorch's kernels; its differentiable backward is :class:`_ConvInputGrad`
-    for the input and PyTorch's own rule for the weight (skipped in :func:`input_grads_only`)."""
+    for the input and PyTorch's own rule for the weight (skipped when the backward pass now
+    running does not need the weight, :func:`_wanted`)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
@@ -176,10 +187,8 @@ class _Conv(torch.autograd.Function):
     def backward(ctx, gy):
         x, weight = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conf
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_x, need_w, need_b = ctx.needs_input_grad[0], _wanted(ctx, 1), _wanted(ctx, 2)
         bias_sizes = [weight.shape[0]] if ctx.has_bias else None
-        if _INPUT_ONLY[0]:
-            need_w = need_b = False
         if not torch.is_grad_enabled():
             gx, gw, gb = _aten.convolution_backward(gy, x, weight, bias_sizes, stride, padding,
                                                     dilation, False, [0, 0], groups,
@@ -215,7 +224,7 @@ class _ConvInputGrad(torch.autograd.Function):
         d_gy = d_w = None
         if ctx.needs_input_grad[0]:
             d_gy = _aten.convolution(v, weight, None, stride, padding, dilation, False, [0, 0], groups)
-        if ctx.needs_input_grad[1] and not _INPUT_ONLY[0]:
+        if _wanted(ctx, 1):
             d_w = _aten.convolution_backward(gy, v, weight, None, stride, padding, dilation, False,
                                              [0, 0], groups, [False, True, False])[1]
         return d_gy, d_w, None, None
@@ -230,7 +239,7 @@ def conv2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
         dt = torch.get_autocast_dtype(dev)
         with torch.autocast(dev, enabled=False):
             return _Conv.apply(x.to(dt), weight.to(dt), None if bias is None else bias.to(dt), *conf)
-    return _Conv.apply(x, weight, bias, *conf)
+    return _Conv.apply(x, _non_leaf(weight), _non_leaf(bias), *conf)
 
 
 # ---------------------------------------------------------------------------- ReLU, max pooling

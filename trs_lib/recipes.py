@@ -5,8 +5,10 @@ then the method's, then explicit overrides (``None`` means "use the recipe"). Ev
 checked by :meth:`TrainConfig.validate` with an error naming the value and what is allowed.
 
 Sources: paper App. F (ResNet-20, Adam lr 1e-3, 40 epochs MNIST / 180 CIFAR-10) and Sec. 4.1
-(lambda_1 = lambda_2 = 0.1, c = 2.0 for MNIST; 0.01 and 5.0 for CIFAR-10). ``mnist5k`` is the CPU
-scale of this companion: a small CNN for a few epochs, a few minutes on 2 cores.
+(lambda_1 = lambda_2 = 0.1, c = 2.0 for MNIST; 0.01 and 5.0 for CIFAR-10). The published TRS
+variant takes the authors' own names and values (``coeff``, ``lamda``, ``scale``, ``init_eps``,
+``adv_eps``, ``plus_adv``; sources beside ``DATASET_RECIPES``). ``mnist5k`` is the CPU scale of this
+companion: a small CNN for a few epochs, a few minutes on 2 cores.
 """
 from __future__ import annotations
 
@@ -44,15 +46,21 @@ class TrainConfig:
     lr: float = 1e-3                 # Adam, App. F
     seed: int = 0
     train_subset: int = 0            # 0: the whole training split; n: a fixed random n of it
-    # TRS (Sec. 3): variant "seed" uses lam and c; "published" uses lambda_a, lambda_b and the
-    # smoothness inputs found by a PGD of smooth_steps steps, radius ramped init -> final.
+    # TRS (Sec. 3): variant "seed" uses lam and c. Variant "published" is the authors' released
+    # loss with their argument names (train/Empirical/train_trs.py): loss = CE + scale * (coeff *
+    # cos_loss + lamda * smooth_loss), smoothness at PGD inputs (plus_adv) of smooth_steps steps,
+    # radius ramped init_eps -> adv_eps; faithful=True runs their computation exactly
+    # (trs_lib.methods.trs.trs_loss), False the fast departures.
     variant: str = "seed"
+    faithful: bool = False
     lam: float = 0.1
     c: float = 2.0
-    lambda_a: float = 40.0
-    lambda_b: float = 2.5
-    smooth_eps_init: float = 0.1
-    smooth_eps: float = 0.2
+    coeff: float = 2.0
+    lamda: float = 2.0
+    scale: float = 5.0
+    init_eps: float = 0.1
+    adv_eps: float = 0.2
+    plus_adv: bool = True
     smooth_steps: int = 6
     # baselines (sources in METHOD_RECIPES below and in each trs_lib.methods module)
     ckae_weight: float = 1.0         # CKAE: weight of the mean pairwise linear CKA
@@ -95,6 +103,12 @@ class TrainConfig:
         _choice("method", self.method, METHODS)
         _choice("arch", self.arch, ARCHS)
         _choice("variant", self.variant, VARIANTS)
+        for name in ("faithful", "plus_adv"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.faithful and self.variant != "published":
+            raise ValueError(f"faithful=True is a mode of variant 'published' (the authors' inner "
+                             f"PGD); variant {self.variant!r} has none: use faithful=False")
         _int("num_models", self.num_models, 1, 64)
         if self.method in PAIRWISE_METHODS and self.num_models < 2:
             raise ValueError(f"method {self.method!r} compares members pairwise and needs "
@@ -110,10 +124,10 @@ class TrainConfig:
         _int("dverge_steps", self.dverge_steps, 0, 1000)
         _int("at_steps", self.at_steps, 0, 1000)
         _float("lr", self.lr, 0, 10, open_low=True)
-        for name in ("lam", "c", "lambda_a", "lambda_b", "ckae_weight", "adp_alpha", "adp_beta",
+        for name in ("lam", "c", "coeff", "lamda", "scale", "ckae_weight", "adp_alpha", "adp_beta",
                      "gal_weight"):
             _float(name, getattr(self, name), 0, 1e6)
-        for name in ("smooth_eps_init", "smooth_eps", "dverge_eps", "dverge_step_size", "at_eps",
+        for name in ("init_eps", "adv_eps", "dverge_eps", "dverge_step_size", "at_eps",
                      "at_step_size"):
             _float(name, getattr(self, name), 0, 1)
         _float("boost_shrinkage", self.boost_shrinkage, 0, 1, open_low=True)
@@ -170,19 +184,23 @@ def _device(value):
 
 
 # Per-data-set recipes (paper App. F and Sec. 4.1; mnist5k is this companion's CPU scale).
+# Published TRS, the authors' values:
+# * MNIST (and mnist5k, fashion_mnist): their utils/Empirical/script_train.py (trs_coeff 2.0,
+#   trs_lamda 2.0, trs_scale 5.0, trs_initeps 0.1, trs_adveps 0.2, plus_adv True);
+# * CIFAR-10: the maintainers' answer in their GitHub issue #1 (AI-secure/
+#   Transferability-Reduced-Smooth-Ensemble): scale 5, coeff 8, lamda 0.5, init-eps 0.01,
+#   adv-eps 0.03 (with --plus-adv).
+_TRS_MNIST = dict(coeff=2.0, lamda=2.0, scale=5.0, init_eps=0.1, adv_eps=0.2, plus_adv=True)
+_TRS_CIFAR10 = dict(coeff=8.0, lamda=0.5, scale=5.0, init_eps=0.01, adv_eps=0.03, plus_adv=True)
 DATASET_RECIPES: dict[str, dict] = {
     "mnist5k": dict(arch="small_cnn", epochs=8, batch_size=128, lam=0.1, c=2.0, at_eps=0.1,
-                    at_step_size=0.01, dverge_eps=0.07, dverge_step_size=0.007,
-                    smooth_eps_init=0.1, smooth_eps=0.2),
+                    at_step_size=0.01, dverge_eps=0.07, dverge_step_size=0.007, **_TRS_MNIST),
     "mnist": dict(arch="resnet20", epochs=40, batch_size=128, lam=0.1, c=2.0, at_eps=0.1,
-                  at_step_size=0.01, dverge_eps=0.07, dverge_step_size=0.007,
-                  smooth_eps_init=0.1, smooth_eps=0.2),
+                  at_step_size=0.01, dverge_eps=0.07, dverge_step_size=0.007, **_TRS_MNIST),
     "fashion_mnist": dict(arch="resnet20", epochs=40, batch_size=128, lam=0.1, c=2.0, at_eps=0.1,
-                          at_step_size=0.01, dverge_eps=0.07, dverge_step_size=0.007,
-                          smooth_eps_init=0.1, smooth_eps=0.2),
+                          at_step_size=0.01, dverge_eps=0.07, dverge_step_size=0.007, **_TRS_MNIST),
     "cifar10": dict(arch="resnet20", epochs=180, batch_size=128, lam=0.01, c=5.0, at_eps=0.02,
-                    at_step_size=0.002, dverge_eps=0.07, dverge_step_size=0.007,
-                    smooth_eps_init=0.01, smooth_eps=0.02),
+                    at_step_size=0.002, dverge_eps=0.07, dverge_step_size=0.007, **_TRS_CIFAR10),
 }
 
 # Per-method overrides (applied after the data set's recipe).

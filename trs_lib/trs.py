@@ -11,23 +11,29 @@ Two variants, one function (:func:`trs_regularizer`):
 
 * ``seed``: ``sum_{j<k} mean_b [cos(g_j, g_k) + lam (||g_j|| + ||g_k||)]``, all at the clean batch
   (Sec. 3; lam = lambda_1 = lambda_2).
-* ``published``: ``lambda_a * mean_{j<k} mean_b |cos(g_j, g_k)| + lambda_b * mean_k mean_b ||g~_k||^2``
-  where ``g~_k`` is the input gradient at inputs perturbed by a few PGD steps that maximise the
-  members' summed squared gradient norm (radius ramped over training).
+* ``published``: the authors' released loss (``train/Empirical/trainer.py``, ``TRS_Trainer``;
+  ``utils/Empirical/utils_ensemble.py``, ``Cosine`` and ``Magnitude``), at their scale and with
+  their names: ``scale * (coeff * cos_loss + lamda * smooth_loss)`` with ``cos_loss`` the mean
+  over pairs of ``mean_b |cos(g_j, g_k)|`` and ``smooth_loss`` the mean over members of
+  ``Magnitude(h_k) = 2 mean_b ||h_kb||^2``, where ``h_k`` are the input gradients of the
+  *batch-mean* cross-entropy at the smoothness inputs (clean half + a PGD-perturbed half).
+  Their code divides by 3 (three members); here the means run over the pairs and the members,
+  which equals theirs at k = 3.
 
-Gradients ``g_k`` are per-example input gradients of the cross-entropy, i.e. the rows of
-``d/dx sum_b CE(f_k(x_b), y_b)``: the batch size does not scale them.
+Gradients ``g_k`` passed around here are per-example input gradients of the cross-entropy, i.e.
+the rows of ``d/dx sum_b CE(f_k(x_b), y_b)`` (the batch size does not scale them); the published
+terms divide by the batch size themselves, since the authors' ``h = g / B``.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from .double_backward import cheap_double_backward, input_grads_only
+from .double_backward import cheap_double_backward
 
 __all__ = ["input_gradients", "safe_norm", "pairwise_cosine", "seed_regularizer",
            "published_regularizer", "trs_regularizer", "pair_indices", "VARIANTS",
-           "smoothness_inputs"]
+           "smoothness_inputs", "pgd_start_noise", "magnitude"]
 
 VARIANTS = ("seed", "published")
 _EPS = 1e-12
@@ -49,7 +55,8 @@ def _grads_and_leaves(member_logits_fn, x, y, create_graph):
     taken at (N leaves for an ``Ensemble``, else one), for a further derivative in x.
 
     The forward runs in ``double_backward.cheap_double_backward`` (PyTorch's kernels, cheaper
-    second derivatives), the gradients in ``input_grads_only`` (no weight-gradient terms built).
+    second derivatives); differentiating with respect to the inputs only, its convolutions build
+    no weight-gradient terms (``double_backward._wanted``).
     """
     each, n = _each_input_fn(member_logits_fn)
     if each is not None:
@@ -57,8 +64,7 @@ def _grads_and_leaves(member_logits_fn, x, y, create_graph):
         with cheap_double_backward():
             logits = each(leaves)
         ce = F.cross_entropy(logits.flatten(0, 1), y.repeat(n), reduction="none").view(n, -1)
-        with input_grads_only():
-            grads = torch.autograd.grad(ce.sum(), leaves, create_graph=create_graph)
+        grads = torch.autograd.grad(ce.sum(), leaves, create_graph=create_graph)
         return ce, torch.stack([g.flatten(1) for g in grads]), leaves
     leaf = x.detach().requires_grad_(True)
     with cheap_double_backward():
@@ -66,10 +72,9 @@ def _grads_and_leaves(member_logits_fn, x, y, create_graph):
     n = logits.shape[0]
     ce = F.cross_entropy(logits.flatten(0, 1), y.repeat(n), reduction="none").view(n, -1)
     grads = []
-    with input_grads_only():
-        for k in range(n):
-            (g,) = torch.autograd.grad(ce[k].sum(), leaf, create_graph=create_graph, retain_graph=True)
-            grads.append(g.flatten(1))
+    for k in range(n):
+        (g,) = torch.autograd.grad(ce[k].sum(), leaf, create_graph=create_graph, retain_graph=True)
+        grads.append(g.flatten(1))
     return ce, torch.stack(grads), [leaf]
 
 
@@ -126,55 +131,94 @@ def seed_regularizer(grads: torch.Tensor, lam: float) -> dict[str, torch.Tensor]
     return {"similarity": similarity, "smoothness": smoothness}
 
 
-def published_regularizer(grads: torch.Tensor, smooth_grads: torch.Tensor,
-                          lambda_a: float, lambda_b: float) -> dict[str, torch.Tensor]:
-    """Published TRS: lambda_a * mean over pairs of mean_b |cos|, lambda_b * mean_k mean_b ||g~_k||^2."""
-    similarity = lambda_a * pairwise_cosine(grads).abs().mean()
-    smoothness = lambda_b * (smooth_grads * smooth_grads).sum(-1).mean()
-    return {"similarity": similarity, "smoothness": smoothness}
+def magnitude(h: torch.Tensor) -> torch.Tensor:
+    """The authors' ``Magnitude``: ``2 mean_b ||h_b||^2`` of gradients h (..., B, D), per leading index."""
+    return 2 * (h * h).sum(-1).mean(-1)
+
+
+def published_regularizer(grads: torch.Tensor, smooth_grads: torch.Tensor, coeff: float,
+                          lamda: float, scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """Published TRS at the authors' scale (``TRS_Trainer``): ``scale * coeff * cos_loss`` and
+    ``scale * lamda * smooth_loss``.
+
+    ``grads`` (N, B, D) and ``smooth_grads`` (N, B', D) are per-example input gradients (rows of
+    the gradient of the summed cross-entropy); the authors differentiate the batch mean, so their
+    gradients are these divided by the batch size, and so they are here. ``cos_loss`` = mean over
+    pairs j < k of ``mean_b |cos(g_j, g_k)|`` (their ``Cosine``: ``F.cosine_similarity``, eps
+    1e-8, on their scaled gradients); ``smooth_loss`` = mean over members of ``Magnitude``.
+    """
+    h = grads / grads.shape[1]
+    j, k = pair_indices(grads.shape[0])
+    cos_loss = F.cosine_similarity(h[j], h[k], dim=-1).abs().mean()
+    smooth_loss = magnitude(smooth_grads / smooth_grads.shape[1]).mean()
+    return {"similarity": scale * coeff * cos_loss, "smoothness": scale * lamda * smooth_loss}
 
 
 def trs_regularizer(grads: torch.Tensor, variant: str = "seed", *, lam: float = 0.1,
                     c: float = 1.0, smooth_grads: torch.Tensor | None = None,
-                    lambda_a: float = 40.0, lambda_b: float = 2.5) -> dict[str, torch.Tensor]:
+                    coeff: float = 2.0, lamda: float = 2.0,
+                    scale: float = 5.0) -> dict[str, torch.Tensor]:
     """The TRS terms, weighted and ready to add to the ensemble cross-entropy.
 
     ``seed``: ``c * (similarity + smoothness)`` with ``lam`` the seed's lambda_1 = lambda_2.
-    ``published``: ``similarity + smoothness`` with weights ``lambda_a``, ``lambda_b``;
-    ``smooth_grads`` are the input gradients at the smoothness inputs (default: ``grads``).
+    ``published``: :func:`published_regularizer` with the authors' ``coeff``, ``lamda``,
+    ``scale`` (defaults: their MNIST values); ``smooth_grads`` are the input gradients at the
+    smoothness inputs (default: ``grads``).
     """
     if variant == "seed":
         terms = seed_regularizer(grads, lam)
         return {name: c * v for name, v in terms.items()}
     if variant == "published":
         return published_regularizer(grads, grads if smooth_grads is None else smooth_grads,
-                                     lambda_a, lambda_b)
+                                     coeff, lamda, scale)
     raise ValueError(f"unknown TRS variant {variant!r}; valid names: {list(VARIANTS)}")
 
 
+def pgd_start_noise(shape, eps: float, generator: torch.Generator | None = None,
+                    like: torch.Tensor | None = None) -> torch.Tensor:
+    """The smoothness PGD's random start: uniform on [-eps, eps] (the authors'
+    ``uniform_(-eps, eps)``), drawn from ``generator`` on ``like``'s device and dtype."""
+    kw = {} if like is None else dict(device=like.device, dtype=like.dtype)
+    return (2 * torch.rand(shape, generator=generator, **kw) - 1) * eps
+
+
 def smoothness_inputs(member_logits_fn, x: torch.Tensor, y: torch.Tensor, eps: float,
-                      steps: int = 6, generator: torch.Generator | None = None) -> torch.Tensor:
+                      steps: int = 6, generator: torch.Generator | None = None, *,
+                      running_sum: bool = False, noise: torch.Tensor | None = None) -> torch.Tensor:
     """Published TRS's smoothness inputs: half of the batch moved by L-inf PGD (random start,
-    ``steps`` steps of ``eps/3``) to maximise ``sum_k ||grad_x CE_k||^2`` of all members at once.
+    ``steps`` steps of ``eps/3``) to maximise ``sum_k ||grad_x CE_k||^2`` of all members at once
+    (the authors' ``PGD``; their objective ``sum_k Magnitude / 3`` is this one times a positive
+    constant, so every sign is the same).
 
     The first half of the batch is returned clean. Each step is one forward, one backward with
     graph and one double backward of all members, taken with respect to the inputs only: no
-    parameter gradient is computed (reverse-over-reverse costs about 4 forward passes here;
-    forward-over-reverse ``jvp`` of the gradient along ``g`` would need ``g`` first, about 6).
-    The sign of each step is that of this step's gradient. Call it with the members in eval mode
-    (``trs_lib.methods.eval_mode``; the TRS loss does), so BatchNorm running statistics do not
-    absorb the perturbed inputs and BatchNorm is a fixed affine map inside the loop.
+    parameter gradient is computed (the authors' ``backward()`` accumulates parameter gradients
+    that their ``zero_grad`` then discards).
+
+    * ``running_sum=False`` (fast): each step takes the sign of its own gradient. Call it with
+      the members in eval mode (``trs_lib.methods.eval_mode``), so BatchNorm is a fixed affine
+      map and its running statistics do not absorb the perturbed inputs.
+    * ``running_sum=True`` (the authors'): each step takes the sign of the sum of all the steps'
+      input gradients so far (their ``adv.grad`` is never zeroed). Called with the members in
+      training mode, each step updates each member's BatchNorm statistics once, as theirs does.
+
+    ``noise`` (optional): the random start, shape of the perturbed half (default:
+    :func:`pgd_start_noise` from ``generator``).
     """
     half = x.shape[0] // 2
     clean, start = x[:half], x[half:].detach()
     adv = start
-    if eps > 0 and adv.shape[0] > 0:
-        noise = torch.rand(adv.shape, device=x.device, dtype=x.dtype, generator=generator)
-        adv = (adv + (2 * noise - 1) * eps).clamp(0, 1)
+    if adv.shape[0] > 0 and (eps > 0 or running_sum):   # the authors' runs even at eps = 0
+        if noise is None:
+            noise = pgd_start_noise(adv.shape, eps, generator, like=adv)
+        adv = (adv + noise).clamp(0, 1)
         low, high = (start - eps).clamp(min=0), (start + eps).clamp(max=1)
+        total = None
         for _ in range(steps):
             _, g, leaves = _grads_and_leaves(member_logits_fn, adv, y[half:], create_graph=True)
-            with input_grads_only():
-                step = sum(torch.autograd.grad((g * g).sum(), leaves))
+            step = sum(torch.autograd.grad((g * g).sum(), leaves))
+            if running_sum:
+                total = step if total is None else total + step
+                step = total
             adv = torch.min(torch.max(adv + eps / 3 * step.sign(), low), high)
     return torch.cat([clean, adv.detach()])

@@ -16,8 +16,15 @@ _PER_EXAMPLE_LAYERS = (nn.Conv2d, nn.Linear, nn.ReLU, nn.Identity, nn.Flatten, n
 
 
 def smooth_radius(cfg, ctx) -> float:
-    """Published TRS's smoothness radius, ramped linearly from ``smooth_eps_init`` to ``smooth_eps``."""
-    return cfg.smooth_eps_init + (cfg.smooth_eps - cfg.smooth_eps_init) * ctx.progress
+    """Published TRS's smoothness radius at this epoch, the authors' ``cureps``: ramped linearly
+    from ``init_eps`` at epoch 0 towards ``adv_eps`` (written as their expression)."""
+    return (cfg.adv_eps - cfg.init_eps) * ctx.epoch / max(ctx.epochs, 1) + cfg.init_eps
+
+
+def updates_batchnorm_stats(module: nn.Module) -> bool:
+    """True when a forward pass of ``module`` updates BatchNorm running statistics."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+               and m.track_running_stats and m.running_mean is not None for m in module.modules())
 
 
 def per_example(module: nn.Module) -> bool:
@@ -32,36 +39,75 @@ def per_example(module: nn.Module) -> bool:
     return True
 
 
+def _published_smooth_grads(ensemble, x, y, grads, cfg, ctx):
+    """Input gradients at the published variant's smoothness inputs (the authors' ``adv_x``)."""
+    half = len(x) // 2
+    eps = smooth_radius(cfg, ctx)
+    stats = updates_batchnorm_stats(ensemble)
+    x_s = None
+    if cfg.faithful:
+        if cfg.plus_adv or stats:
+            # the authors' PGD: members in training mode, sign of the running gradient sum. With
+            # plus_adv off its result is unused, but its forwards move BatchNorm statistics.
+            x_s = T.smoothness_inputs(ensemble.member_logits, x, y, eps, cfg.smooth_steps,
+                                      ctx.generator, running_sum=True)
+        elif len(x) - half > 0:   # skipped: it changes no number; keep the generator's stream
+            T.pgd_start_noise(x[half:].shape, eps, ctx.generator, like=x)
+    elif cfg.plus_adv:
+        with eval_mode(ensemble):
+            x_s = T.smoothness_inputs(ensemble.member_logits, x, y, eps, cfg.smooth_steps,
+                                      ctx.generator)
+    if not cfg.plus_adv:
+        # at the clean batch: the similarity term's gradients (same parameters, same batch);
+        # the authors' second forward there moves BatchNorm statistics once more
+        if cfg.faithful and stats:
+            with torch.no_grad():
+                ensemble.member_logits(x)
+        return grads
+    if per_example(ensemble.members):
+        _, adv_grads = T.input_gradients(ensemble.member_logits, x_s[half:], y[half:],
+                                         create_graph=True)
+        return torch.cat([grads[:, :half], adv_grads], dim=1)
+    return T.input_gradients(ensemble.member_logits, x_s, y, create_graph=True)[1]
+
+
 def trs_loss(ensemble, x, y, cfg, ctx, *, similarity_only: bool = False):
     """ECE + TRS regulariser; the member input gradients are computed once and reused.
 
     Seed variant: ``sum_k CE_k + c * sum_{j<k} mean_b [cos + lam (|g_j| + |g_k|)]``.
-    Published variant: ``sum_k CE_k + lambda_a mean|cos| + lambda_b mean |g~_k|^2`` with ``g~``
-    at inputs found by PGD (``trs_lib.trs.smoothness_inputs``) with the members in eval mode:
-    BatchNorm statistics untouched by the PGD, no parameter gradients in it. The smoothness
-    inputs' first half is the clean half of the batch; for members without BatchNorm in
-    training mode (:func:`per_example`, e.g. the small CNN) its input gradients are those already
-    computed for the similarity term, so only the perturbed half is differentiated again.
+
+    Published variant, the authors' ``TRS_Trainer`` loss with their names:
+    ``sum_k CE_k + scale * (coeff * cos_loss + lamda * smooth_loss)``
+    (``trs_lib.trs.published_regularizer``), ``smooth_loss`` at the clean half plus a PGD-moved
+    half of the batch (``plus_adv``; else at the clean batch), PGD radius ramped from
+    ``init_eps`` to ``adv_eps``. Two modes:
+
+    * ``faithful=True``: the authors' computation exactly: the inner PGD with the members in
+      training mode and the sign of the running input-gradient sum, BatchNorm statistics updated
+      by every forward theirs runs (including the ensemble forward they log accuracy with), minus
+      the work that changes no number (parameter gradients inside the PGD, the PGD itself when
+      ``plus_adv`` is off and no BatchNorm statistic would move).
+    * ``faithful=False`` (fast): the PGD runs the members in eval mode (BatchNorm statistics
+      untouched by it) and each step takes the sign of its own gradient.
+
+    For members without BatchNorm in training mode (:func:`per_example`, e.g. the small CNN) the
+    smoothness gradients of the clean half are those already computed for the similarity term,
+    so only the perturbed half is differentiated again.
     """
     ce, grads = T.input_gradients(ensemble.member_logits, x, y, create_graph=True)
     smooth_grads = None
     if cfg.variant == "published" and not similarity_only:
-        with eval_mode(ensemble):
-            x_s = T.smoothness_inputs(ensemble.member_logits, x, y, smooth_radius(cfg, ctx),
-                                      cfg.smooth_steps, ctx.generator)
-        half = len(x) // 2
-        if per_example(ensemble.members):
-            _, adv_grads = T.input_gradients(ensemble.member_logits, x_s[half:], y[half:],
-                                             create_graph=True)
-            smooth_grads = torch.cat([grads[:, :half], adv_grads], dim=1)
-        else:
-            _, smooth_grads = T.input_gradients(ensemble.member_logits, x_s, y, create_graph=True)
+        smooth_grads = _published_smooth_grads(ensemble, x, y, grads, cfg, ctx)
     terms = T.trs_regularizer(grads, cfg.variant, lam=cfg.lam, c=cfg.c, smooth_grads=smooth_grads,
-                              lambda_a=cfg.lambda_a, lambda_b=cfg.lambda_b)
+                              coeff=cfg.coeff, lamda=cfg.lamda, scale=cfg.scale)
     if similarity_only:
         terms.pop("smoothness")
     ece = ce.sum()
     loss = ece + sum(terms.values())
+    if (cfg.variant == "published" and cfg.faithful and not similarity_only
+            and updates_batchnorm_stats(ensemble)):
+        with torch.no_grad():   # the authors' Ensemble(models)(inputs), logged for accuracy
+            ensemble.member_logits(x)
     with torch.no_grad():
         cos = T.pairwise_cosine(grads).abs().mean()
     return loss, {"ce": ece, **terms, "abs_cos": cos}

@@ -1,0 +1,247 @@
+"""Published TRS against the authors' own step (issue 11).
+
+``official_pgd`` and ``official_trs_step`` are transcriptions of ``PGD`` and of one iteration of
+``TRS_Trainer``'s loop in the authors' ``train/Empirical/trainer.py``, with ``Cosine`` and
+``Magnitude`` of ``utils/Empirical/utils_ensemble.py`` and ``Ensemble`` of
+``models/ensemble.py`` (AI-secure/Transferability-Reduced-Smooth-Ensemble), written here line by
+line from their code. Changes, none of which touches a number: the PGD's random start is passed
+in (``noise``, theirs ``torch.FloatTensor(inputs.shape).uniform_(-eps, eps).cuda()``), so both
+sides start from the same point; the meters, logging and ``.cuda()`` are left out; the optimiser
+step is left to the caller, so the parameter gradients can be compared.
+
+Checked, float64, batch 16, 3 members: our ``faithful=True`` step (``trs_lib.methods.get("trs")``)
+gives the same loss (1e-10 relative), the same parameter gradients (1e-9) and the same BatchNorm
+running statistics after the step (1e-10); the fast published loss equals theirs on the same
+smoothness inputs.
+"""
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.autograd as autograd
+import torch.nn as nn
+import torch.nn.functional as F
+
+from trs_lib import models, trs as T
+from trs_lib.ensemble import Ensemble
+from trs_lib.methods import StepContext, get
+from trs_lib.recipes import make_config
+
+F64 = torch.float64
+BATCH = 16
+
+
+# ------------------------------------------------------------------ the authors' code, transcribed
+def Cosine(g1, g2):
+    return torch.abs(F.cosine_similarity(g1, g2)).mean()
+
+
+def Magnitude(g1):
+    return (torch.sum(g1 ** 2, 1)).mean() * 2
+
+
+class OfficialEnsemble(nn.Module):
+    def __init__(self, models):
+        super().__init__()
+        self.models = models
+
+    def forward(self, x):
+        if len(self.models) > 1:
+            outputs = 0
+            for model in self.models:
+                outputs += F.softmax(model(x), dim=-1)
+            output = outputs / len(self.models)
+            output = torch.clamp(output, min=1e-40)
+            return torch.log(output)
+        return self.models[0](x)
+
+
+def official_pgd(models, inputs, labels, eps, noise):
+    steps = 6
+    alpha = eps / 3.
+
+    adv = inputs.detach() + noise          # theirs: + torch.FloatTensor(...).uniform_(-eps, eps)
+    adv = torch.clamp(adv, 0, 1)
+    criterion = nn.CrossEntropyLoss()
+
+    adv.requires_grad = True
+    for _ in range(steps):
+        grad_loss = 0
+        for i, m in enumerate(models):
+            loss = criterion(m(adv), labels)
+            grad = autograd.grad(loss, adv, create_graph=True)[0]
+            grad = grad.flatten(start_dim=1)
+            grad_loss += Magnitude(grad)
+
+        grad_loss /= 3
+        grad_loss.backward()
+        sign_grad = adv.grad.data.sign()
+        with torch.no_grad():
+            adv.data = adv.data + alpha * sign_grad
+            adv.data = torch.max(torch.min(adv.data, inputs + eps), inputs - eps)
+            adv.data = torch.clamp(adv.data, 0., 1.)
+
+    adv.grad = None
+    return adv.detach()
+
+
+def official_trs_step(args, models, inputs, targets, epoch, optimizer, noise, adv_inputs=None):
+    """One iteration of ``TRS_Trainer``'s loop up to ``loss.backward()``; returns the loss.
+    ``adv_inputs`` (tests only) replaces the PGD's result, to compare losses at given inputs."""
+    criterion = nn.CrossEntropyLoss()
+    for i in range(args.num_models):
+        models[i].train()
+
+    inputs = inputs.clone()
+    inputs.requires_grad = True
+    grads = []
+    loss_std = 0
+    for j in range(args.num_models):
+        logits = models[j](inputs)
+        loss = criterion(logits, targets)
+        grad = autograd.grad(loss, inputs, create_graph=True)[0]
+        grad = grad.flatten(start_dim=1)
+        grads.append(grad)
+        loss_std += loss
+
+    cos_loss, smooth_loss = 0, 0
+
+    cos01 = Cosine(grads[0], grads[1])
+    cos02 = Cosine(grads[0], grads[2])
+    cos12 = Cosine(grads[1], grads[2])
+
+    cos_loss = (cos01 + cos02 + cos12) / 3.
+
+    N = inputs.shape[0] // 2
+    cureps = (args.adv_eps - args.init_eps) * epoch / args.epochs + args.init_eps
+    clean_inputs = inputs[:N].detach()
+    adv_inputs_ = official_pgd(models, inputs[N:], targets[N:], cureps, noise).detach()
+    if adv_inputs is not None:
+        adv_inputs_ = adv_inputs
+
+    adv_x = torch.cat([clean_inputs, adv_inputs_])
+
+    adv_x.requires_grad = True
+
+    if (args.plus_adv):
+        for j in range(args.num_models):
+            outputs = models[j](adv_x)
+            loss = criterion(outputs, targets)
+            grad = autograd.grad(loss, adv_x, create_graph=True)[0]
+            grad = grad.flatten(start_dim=1)
+            smooth_loss += Magnitude(grad)
+
+    else:
+        for j in range(args.num_models):
+            outputs = models[j](inputs)
+            loss = criterion(outputs, targets)
+            grad = autograd.grad(loss, inputs, create_graph=True)[0]
+            grad = grad.flatten(start_dim=1)
+            smooth_loss += Magnitude(grad)
+
+    smooth_loss /= 3
+
+    loss = loss_std + args.scale * (args.coeff * cos_loss + args.lamda * smooth_loss)
+
+    ensemble = OfficialEnsemble(models)
+    logits = ensemble(inputs)          # theirs: for the logged accuracy
+
+    optimizer.zero_grad()
+    loss.backward()
+    return loss.detach()
+
+
+# ------------------------------------------------------------------ the comparison
+def _members(arch, seed=0):
+    out = []
+    for k in range(3):
+        torch.manual_seed(seed * 1000 + k)
+        if arch == "resnet20":        # BatchNorm; global pooling, so 8x8 inputs keep it fast
+            out.append(models.build("resnet20", "mnist").to(F64))
+        else:                         # no BatchNorm: the per-example path of trs_loss
+            out.append(models.SmallCNN(1, 10, size=8, width=4).to(F64))
+    return out
+
+
+def _batch(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(BATCH, 1, 8, 8, generator=g, dtype=F64)
+    y = torch.randint(0, 10, (BATCH,), generator=g)
+    return x, y
+
+
+def _rel(a, b):
+    return ((a - b).norm() / b.norm().clamp_min(1e-300)).item()
+
+
+def _setup(arch, plus_adv, faithful, epoch=3, epochs=10):
+    theirs = _members(arch)
+    ours = Ensemble(copy.deepcopy(theirs))
+    cfg = make_config("mnist", "trs", variant="published", faithful=faithful, plus_adv=plus_adv,
+                      epochs=epochs)
+    args = SimpleNamespace(num_models=3, coeff=cfg.coeff, lamda=cfg.lamda, scale=cfg.scale,
+                           init_eps=cfg.init_eps, adv_eps=cfg.adv_eps, plus_adv=cfg.plus_adv,
+                           epochs=epochs)
+    x, y = _batch()
+    eps = (args.adv_eps - args.init_eps) * epoch / args.epochs + args.init_eps
+    noise = T.pgd_start_noise((BATCH - BATCH // 2, 1, 8, 8), eps,
+                              torch.Generator().manual_seed(7), like=x)
+    ctx = StepContext(epoch=epoch, epochs=epochs, generator=torch.Generator().manual_seed(7))
+    opt = torch.optim.SGD([p for m in theirs for p in m.parameters()], lr=0.1)
+    return theirs, ours, cfg, args, x, y, noise, ctx, opt
+
+
+@pytest.mark.parametrize("arch,plus_adv", [("resnet20", True), ("resnet20", False),
+                                           ("small_cnn", True), ("small_cnn", False)])
+def test_faithful_step_equals_the_authors(arch, plus_adv):
+    theirs, ours, cfg, args, x, y, noise, ctx, opt = _setup(arch, plus_adv, faithful=True)
+    loss_theirs = official_trs_step(args, theirs, x, y, ctx.epoch, opt, noise)
+    ours.train()
+    loss_ours, _ = get("trs").loss(ours, x, y, cfg, ctx)
+    loss_ours.backward()
+    assert abs(loss_ours.item() - loss_theirs.item()) <= 1e-10 * abs(loss_theirs.item()), \
+        (loss_ours.item(), loss_theirs.item())
+    p_theirs = [p for m in theirs for p in m.parameters()]
+    worst = max(_rel(a.grad, b.grad) for a, b in zip(ours.parameters(), p_theirs))
+    assert worst <= 1e-9, f"parameter gradients differ by {worst:.2e} relative"
+    b_theirs = dict((f"{k}.{n}", b) for k, m in enumerate(theirs) for n, b in m.named_buffers())
+    b_ours = dict((n.removeprefix("members."), b) for n, b in ours.named_buffers()
+                  if n.startswith("members."))
+    assert b_ours.keys() == b_theirs.keys()
+    for name, b in b_theirs.items():
+        if b.is_floating_point():
+            assert _rel(b_ours[name], b) <= 1e-10, f"BatchNorm buffer {name} differs"
+        else:                         # num_batches_tracked: the same number of updates
+            assert torch.equal(b_ours[name], b), (name, b_ours[name], b)
+
+
+@pytest.mark.parametrize("arch", ["resnet20", "small_cnn"])
+def test_fast_published_loss_equals_the_authors_at_the_same_smoothness_inputs(arch, monkeypatch):
+    theirs, ours, cfg, args, x, y, noise, ctx, opt = _setup(arch, True, faithful=False)
+    g = torch.Generator().manual_seed(3)
+    adv = (x[BATCH // 2:] + 0.1 * (2 * torch.rand(x[BATCH // 2:].shape, generator=g, dtype=F64) - 1)).clamp(0, 1)
+    loss_theirs = official_trs_step(args, theirs, x, y, ctx.epoch, opt, noise, adv_inputs=adv)
+    monkeypatch.setattr(T, "smoothness_inputs", lambda *a, **k: torch.cat([x[:BATCH // 2], adv]))
+    ours.train()
+    loss_ours, _ = get("trs").loss(ours, x, y, cfg, ctx)
+    loss_ours.backward()
+    assert abs(loss_ours.item() - loss_theirs.item()) <= 1e-10 * abs(loss_theirs.item())
+    p_theirs = [p for m in theirs for p in m.parameters()]
+    worst = max(_rel(a.grad, b.grad) for a, b in zip(ours.parameters(), p_theirs))
+    assert worst <= 1e-9, f"parameter gradients differ by {worst:.2e} relative"
+
+
+def test_fast_mode_departs_from_the_authors_pgd():
+    """The fast mode is a different computation (eval-mode PGD, own-step sign): its smoothness
+    inputs differ from the authors' on a BatchNorm model, which is why both modes exist."""
+    theirs, ours, cfg, args, x, y, noise, ctx, opt = _setup("resnet20", True, faithful=False)
+    eps = (args.adv_eps - args.init_eps) * ctx.epoch / args.epochs + args.init_eps
+    adv_theirs = official_pgd(theirs, x[BATCH // 2:], y[BATCH // 2:], eps, noise)
+    from trs_lib.methods import eval_mode
+    ours.train()
+    with eval_mode(ours):
+        x_s = T.smoothness_inputs(ours.member_logits, x, y, eps, 6, noise=noise)
+    assert (x_s[BATCH // 2:] - adv_theirs).abs().max() > 1e-3
+    x_f = T.smoothness_inputs(ours.member_logits, x, y, eps, 6, noise=noise, running_sum=True)
+    assert (x_f[BATCH // 2:] - adv_theirs).abs().max() < 1e-12
