@@ -59,16 +59,33 @@ def test_cpu_grid_shares_cells_and_leaves_cifar_empty():
     names = [c.name for c in cells]
     assert len(names) == len(set(names))
     trains = [c for c in cells if c.kind == "train"]
-    # Table 1: 6 methods; Table 3 adds TRS k=2 and TRS+AT; Table 5 adds c=0.5, 1; figures vanilla
-    assert len(trains) == 11
+    # Table 1: 6 methods + TRS as published, GAL, DVERGE; Table 3 adds TRS k=2 and TRS+AT;
+    # Table 5 adds c=0.5, 1; the figures vanilla: 14 columns, 3 seeds each
+    assert len(trains) == 14 * 3
     assert all(c.dataset == "mnist5k" for c in trains)
-    # every evaluation comes after its training
+    assert {c.config().seed for c in trains} == {0, 1, 2}
+    # every evaluation comes after its training, and attacks with its training's seed
     seen = set()
     for c in cells:
         if c.kind == "train":
             seen.add(c.name)
         else:
             assert c.train.name in seen
+            assert dict(c.settings)["seed"] == c.train.config().seed
+    # the issue's priority: every Table 1 cell (all seeds, both evaluations) before any other
+    t1 = {c.name for s in G.seeds_for("1", "cpu") for d in G.table_cells("1", "cpu", s).values()
+          for c in d.values() if not (c.kind == "eval" and c.suite == "audit")}
+    assert set(names[:len(t1)]) == t1
+    first_seed1 = next(i for i, c in enumerate(cells) if c.kind == "train" and c.config().seed == 1)
+    assert {c.train.method if c.kind == "eval" else c.method for c in cells[:first_seed1]} >= \
+        {"trs", "adp", "cossim", "ckae", "adaboost", "gradientboost", "gal", "dverge"}
+    assert all(c.suite == "audit" for c in cells[-10:])  # the audits' sanity checks last
+    # Table 1 at 1,000 points, both evaluations; Table 1 and 3 share TRS's cells
+    t = G.table_cells("1", "cpu", seed=2)
+    assert dict(t["eval"][("trs", "whitebox")].settings)["n_test"] == 1000
+    assert [r.key for r in t["eval"][("gal", "worst_case")].rows] == [
+        "worst_case:linf/eps=0.1", "worst_case:linf/eps=0.15", "worst_case:linf/eps=0.2"]
+    assert ("trs", "audit") not in t["eval"]
     assert G.cells_for(["2", "4", "fig4"], "cpu") == []
     assert G.table_cells("1", "cpu")["train"]["trs"] is not None
     assert G.table_cells("1", "cpu")["eval"][("trs", "whitebox")].name == \
@@ -76,6 +93,22 @@ def test_cpu_grid_shares_cells_and_leaves_cifar_empty():
     with pytest.raises(ValueError, match="valid targets"):
         G.normalise_target("table9")
     assert G.normalise_target("Figure 2") == "fig2" and G.normalise_target(1) == "1"
+    assert G.normalise_target("ResNet20") == "r20"
+
+
+def test_published_trs_and_resnet20_columns():
+    tp = G.train_cell("trs_published", "mnist5k", "cpu").config()
+    assert tp.method == "trs" and tp.variant == "published"
+    if G.HAS_FAITHFUL:
+        assert tp.faithful is True
+    r20 = G.cells_for(["r20"], "cpu")
+    trains = [c for c in r20 if c.kind == "train"]
+    assert [c.config().arch for c in trains] == ["resnet20"] * 4
+    assert {c.method for c in trains} == {"vanilla", "trs", "adp"}
+    assert all(dict(c.settings)["n_test"] == G.SCALES["cpu"].r20_n_test for c in r20 if c.kind == "eval")
+    assert "resnet20" in G.SCALES["cpu"].describe_r20()
+    with pytest.raises(ValueError, match="seed"):
+        G.train_cell("trs", "mnist5k", "cpu", seed=-1)
 
 
 def test_train_cell_names_match_the_trainers_run_folder():
@@ -206,7 +239,7 @@ def test_cli_dry_run_lists_cells(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("TRS_RESULTS_DIR", str(tmp_path))
     assert R.main(["--tables", "fig2", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "would run train" in out and "4 to run" in out
+    assert "would run train" in out and "12 to run" in out  # vanilla and TRS, 3 seeds each
     with pytest.raises(SystemExit):
         R.main(["--tables", "9"])
 
@@ -226,7 +259,11 @@ def test_committed_records_are_readable_and_belong_to_the_grid():
         scale = rec["grid"]["scale"]
         if scale not in grids:
             grids[scale] = {f"{c.kind}/{c.name}" for c in G.cells_for(G.TARGETS, scale)}
-        assert key in grids[scale], f"{key}: not a cell of the {scale!r} grid (stale record?)"
+        if key not in grids[scale]:
+            # records of the grid before the regrid (issue 16) are all marked allow_dirty; any
+            # other record must belong to the current grid
+            assert results.is_dirty(rec), f"{key}: not a cell of the {scale!r} grid (stale record?)"
+            continue
         assert (results_dir() / kind / f"{name}.ipynb").is_file(), f"{key}: executed notebook missing"
         if kind == "eval":
             assert f"train/{rec['grid']['train']}" in recs, f"{key}: its training has no record"
@@ -250,3 +287,49 @@ def test_claims_wait_for_every_column(tmp_path):
     assert v.loc["mnist-most", "verdict"] == claims.REPRODUCED
     assert "10 of 10 rows" in v.loc["mnist-most", "evidence"]
     assert v.loc["mnist-audit", "verdict"] == claims.NOT_YET_RUN
+
+
+# ---------------------------------------------------------------- seeds and intervals (issue 16)
+def _seeded_eval_record(cell, p, n=200, with_correct=True, seed=0):
+    """A record of ``cell`` whose every row has accuracy ~p on n points (and its 'correct')."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r in cell.rows:
+        c = "".join("1" if v else "0" for v in rng.random(n) < p)
+        entry = {"key": r.key, "attack": r.attack, "accuracy": c.count("1") / n}
+        if with_correct:
+            entry["correct"] = c
+        rows.append(entry)
+    return {"kind": "evaluate", "config": {}, "metrics": {"rows": rows, "n_test": n},
+            "provenance": {"git_commit": "abc"}}
+
+
+def test_cells_frame_means_over_seeds_with_intervals_and_flags_old_records():
+    recs = {}
+    for seed in G.seeds_for("1", "cpu"):
+        cells = G.table_cells("1", "cpu", seed)
+        for part in ("whitebox", "worst_case"):
+            ec = cells["eval"][("trs", part)]
+            recs[f"eval/{ec.name}"] = _seeded_eval_record(ec, 0.8 if part == "whitebox" else 0.6,
+                                                          seed=seed)
+        ec = cells["eval"][("adp", "whitebox")]   # an old-format record: no per-point results
+        recs[f"eval/{ec.name}"] = _seeded_eval_record(ec, 0.5, with_correct=False, seed=seed)
+        recs[f"train/{ec.train.name}"] = {"provenance": {"git_commit": "abc-dirty",
+                                                         "allow_dirty": True}}
+    f = results.cells_frame("1", "cpu", recs)
+    assert set(f.evaluation) == {"paper", "worst_case"}
+    assert {"trs_published", "gal", "dverge"} <= set(f.column)  # the new columns, paper None
+    assert f[f.column == "gal"].paper.isna().all()
+    one = f[(f.column == "trs") & (f.row == "pgd10/eps=0.15") & (f.evaluation == "paper")].iloc[0]
+    assert one.n_seeds == 3 and one.n_points == 200 and one.lo < one.ours < one.hi
+    assert 74 < one.ours < 86 and one.hi - one.lo < 15 and one.paper == 74.0 and not one.dirty
+    assert one.interval == "seed-and-point bootstrap"
+    wc = f[(f.column == "trs") & (f.row == "pgd10/eps=0.15") & (f.evaluation == "worst_case")].iloc[0]
+    assert 54 < wc.ours < 66
+    cw = f[(f.column == "trs") & (f.row == "cw/c=10") & (f.evaluation == "worst_case")].iloc[0]
+    assert cw.ours is None or cw.ours != cw.ours  # CW has no budget, so no worst case
+    old = f[(f.column == "adp") & (f.row == "pgd10/eps=0.15") & (f.evaluation == "paper")].iloc[0]
+    assert "no per-point results" in old.interval and old.lo < old.ours < old.hi and old.dirty
+    missing = f[(f.column == "ckae") & (f.evaluation == "paper")]
+    assert missing.ours.isna().all() and (missing.n_seeds == 0).all()

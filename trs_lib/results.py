@@ -19,9 +19,11 @@ import platform
 import subprocess
 from pathlib import Path
 
-from .atomic import atomic_write_json, read_json
+from .atomic import atomic_write_bytes, atomic_write_json, read_json
 
-__all__ = ["provenance", "hardware", "git_commit", "write_record", "read_record", "record_path",
+__all__ = ["provenance", "hardware", "git_commit", "dirty_files", "check_clean_tree",
+           "DirtyTreeError", "mark_allow_dirty", "is_dirty", "relativize_notebook", "cells_frame", "row_results",
+           "RowResults", "EVALUATIONS", "seed_cells", "write_record", "read_record", "record_path",
            "notebook_path", "load_records", "cell_record", "robust_accuracy", "table_frame",
            "transfer_frames", "ila_frame", "scale_of", "audit_checks_frame", "audit_details",
            "NOT_RUN"]
@@ -31,13 +33,100 @@ NOT_RUN = "not run"
 _RECORD_KEYS = ("kind", "config", "metrics", "provenance")
 
 
+# Paths whose changes do not make a run's code dirty: the results store itself (the driver
+# writes records there while it runs).
+_NOT_CODE = ("results",)
+
+
+def dirty_files(root=None) -> list[str]:
+    """Tracked files of the working tree at ``root`` (default: the project) that differ from
+    HEAD, and untracked files git does not ignore, outside ``results/``: what makes a
+    run's code differ from its commit. ``[]`` for a clean tree; ``None`` outside a git work tree."""
+    from .paths import project_root
+    root = Path(root or project_root())
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal", "--", "."]
+                             + [f":(exclude){p}" for p in _NOT_CODE], cwd=root,
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return sorted({line[3:].split(" -> ")[-1].strip().strip('"') for line in out.stdout.splitlines()
+                   if line.strip()})
+
+
+class DirtyTreeError(RuntimeError):
+    """The working tree has changes, so a record written now would not name its code."""
+
+
+def check_clean_tree(root=None, allow_dirty: bool = False, results_root=None) -> list[str]:
+    """Refuse a dirty working tree (issue 16): raise :class:`DirtyTreeError` naming the
+    changed files unless ``allow_dirty`` (then the records are marked, see
+    :func:`mark_allow_dirty`). Returns the changed files (``[]`` when clean).
+
+    ``results_root``: where the records will go; a folder outside the project (a test's or a
+    benchmark's temporary results) is not the committed store and is not checked."""
+    from .paths import project_root
+    root = Path(root or project_root())
+    if results_root is not None:
+        try:
+            Path(results_root).resolve().relative_to(root.resolve())
+        except ValueError:
+            return []
+    files = dirty_files(root)
+    if files is None:
+        raise DirtyTreeError("not inside a git work tree: a record could not name the commit of "
+                             "its code; run from a clone, or pass --allow-dirty")
+    if files and not allow_dirty:
+        shown = ", ".join(files[:20]) + (f" and {len(files) - 20} more" if len(files) > 20 else "")
+        raise DirtyTreeError(f"the working tree has {len(files)} changed file(s): {shown}. Commit "
+                             "them (or stash them) so that each record names the code that made "
+                             "it, or pass --allow-dirty to write records marked as such")
+    return files
+
+
+def mark_allow_dirty(record: dict) -> dict:
+    """Mark a record whose commit is ``-dirty`` (``provenance.allow_dirty = True``): pages warn
+    about it and the provenance test accepts it. Returns the record."""
+    prov = record.setdefault("provenance", {})
+    if str(prov.get("git_commit", "")).endswith("-dirty"):
+        prov["allow_dirty"] = True
+    return record
+
+
+def relativize_notebook(path, root=None) -> Path:
+    """Rewrite an executed notebook so that it names no absolute path of this machine: the
+    project root (``<root>/``) is removed from its metadata and outputs (papermill's
+    ``input_path``/``output_path``, messages that print a run folder). Returns ``path``."""
+    import json as _json
+    from .paths import project_root
+    path = Path(path)
+    prefix = str(Path(root or project_root()).resolve()) + "/"
+    text = path.read_text(encoding="utf-8")
+    if prefix in text or _json.dumps(prefix)[1:-1] in text:
+        text = text.replace(prefix, "").replace(_json.dumps(prefix)[1:-1], "")
+        atomic_write_bytes(path, text.encode("utf-8"))
+    return path
+
+
+def is_dirty(record: dict | None) -> bool:
+    """Whether a record was written from a dirty tree (marked or not)."""
+    prov = (record or {}).get("provenance", {})
+    return bool(prov.get("allow_dirty")) or str(prov.get("git_commit", "")).endswith("-dirty")
+
+
 def git_commit(cwd=None) -> str:
-    """The commit of the working tree (with ``-dirty`` if it has changes), or ``unknown``."""
+    """The commit of the working tree (with ``-dirty`` if tracked files outside ``results/``
+    have changes), or ``unknown``."""
     cwd = cwd or Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                                 text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."]
+                               + [f":(exclude){p}" for p in _NOT_CODE], cwd=top or cwd,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -329,3 +418,191 @@ def transfer_frames(figure_id, scale="cpu", records: dict | None = None, root=No
                         mat.columns.name = "crafted on"
             out[(col, attack)] = mat
     return out
+
+
+# ------------------------------------------------------------ seeds and intervals (issue 16)
+EVALUATIONS = ("paper", "worst_case")
+
+
+class RowResults:
+    """One row of one column over the seeds of a scale: per seed, the accuracy (fraction), the
+    per-point results (``correct`` strings, contract C1; None in older records), the number of
+    points, and whether its records are dirty. ``seeds`` lists the seeds that have a number."""
+
+    def __init__(self):
+        self.seeds, self.accuracy, self.correct, self.n, self.dirty = [], [], [], [], False
+
+    def add(self, seed, entry, n, dirty):
+        acc = entry.get("accuracy")
+        if acc is None:
+            return
+        self.seeds.append(seed)
+        self.accuracy.append(float(acc))
+        c = entry.get("correct")
+        self.correct.append(c if isinstance(c, str) and c else None)
+        self.n.append(int(n) if n else (len(c) if isinstance(c, str) and c else None))
+        self.dirty |= dirty
+
+    @property
+    def paired(self) -> bool:
+        """Every seed has its per-point results, all on the same number of points."""
+        return bool(self.seeds) and all(c is not None for c in self.correct) and \
+            len({len(c) for c in self.correct}) == 1
+
+    def array(self, seeds=None):
+        """``(seeds, points)`` array of the per-point results of ``seeds`` (default: all)."""
+        from .stats import as_array
+        seeds = self.seeds if seeds is None else seeds
+        return as_array([self.correct[self.seeds.index(s)] for s in seeds])
+
+    def interval(self):
+        """``(mean, lo, hi, method)`` in percent, or ``(None, None, None, "not run")``."""
+        from . import stats
+        if not self.seeds:
+            return None, None, None, NOT_RUN
+        if self.paired:
+            m, lo, hi = stats.bootstrap_mean(self.array())
+            how = "seed-and-point bootstrap" if len(self.seeds) > 1 else "point bootstrap"
+        elif all(self.n):
+            m, lo, hi = stats.unpaired_mean(self.accuracy, min(self.n))
+            how = ("Wilson (no per-point results)" if len(self.seeds) == 1
+                   else "normal over seeds and points (no per-point results)")
+        else:
+            return round(100 * sum(self.accuracy) / len(self.accuracy), 2), None, None, \
+                "no interval (no point count)"
+        return round(100 * m, 2), round(100 * lo, 2), round(100 * hi, 2), how
+
+
+def _entry(record, key) -> dict | None:
+    for entry in (record or {}).get("metrics", {}).get("rows", []):
+        if entry.get("key") == key:
+            return entry
+    return None
+
+
+def _n_points(record, entry) -> int | None:
+    c = entry.get("correct")
+    if isinstance(c, str) and c:
+        return len(c)
+    m = record.get("metrics", {})
+    return m.get("n_test") or record.get("config", {}).get("n_test")
+
+
+def seed_cells(target, scale="cpu") -> dict:
+    """``{seed: grid.table_cells(target, scale, seed)}`` for every seed the scale trains."""
+    from . import grid
+    return {seed: grid.table_cells(target, scale, seed) for seed in grid.seeds_for(target, scale)}
+
+
+def row_results(target, column, part, key, scale="cpu", records=None, root=None,
+                cells: dict | None = None) -> RowResults:
+    """The results of row ``key`` (an entry key of the evaluation records, e.g.
+    ``pgd10/eps=0.1`` or ``worst_case:linf/eps=0.1``) for ``column`` of ``target``'s grid in
+    the evaluation cell ``part`` (``whitebox``, ``worst_case``, ``pgd110``, ...), over every
+    seed the scale trains (``cells``: :func:`seed_cells`, computed when not given)."""
+    records = load_records(root) if records is None else records
+    cells = seed_cells(target, scale) if cells is None else cells
+    out = RowResults()
+    for seed, by_seed in cells.items():
+        ec = by_seed["eval"].get((column, part))
+        erec = cell_record(ec, records) if ec else None
+        entry = _entry(erec, key)
+        if entry is None:
+            continue
+        trec = cell_record(ec.train, records)
+        out.add(seed, entry, _n_points(erec, entry), is_dirty(erec) or is_dirty(trec))
+    return out
+
+
+def _row_spec(row, evaluation):
+    """(eval part, entry key) of a table row under an evaluation; key None: no such number."""
+    from .grid import WorstCaseRow
+    if evaluation == "paper":
+        return ("pgd110" if row.steps == 110 else "whitebox"), row.key
+    if row.param != "eps":
+        return "worst_case", None  # CW has no L-infinity budget, so no worst case at its budget
+    return "worst_case", WorstCaseRow(row.value).key
+
+
+def cells_frame(table_id, scale="cpu", records: dict | None = None, root=None):
+    """Every cell of a table, over seeds, with its 95% interval (contract C4).
+
+    One row per (row key, column, evaluation): ``table``, ``row``, ``attack``, ``param``,
+    ``value``, ``column``, ``label``, ``evaluation`` (``paper``: the paper's attack at its
+    setting; ``worst_case``: the strong suite at the same budget), ``ours`` (mean accuracy in %
+    over seeds), ``lo``, ``hi`` (95% interval in %, ``trs_lib.stats``), ``interval`` (how it
+    was computed; records without per-point results get a flagged fallback), ``n_seeds``,
+    ``n_points``, ``paper`` (the paper's number in %, or None), ``dirty`` (a record of the cell
+    was written from a dirty tree). Missing cells have ``ours`` None. ``table_id``: 1-6 or
+    ``r20`` (the ResNet-20 columns; the paper's numbers are Table 1's ResNet-20 ones).
+    """
+    import pandas as pd
+    from . import grid, paper_numbers as P
+    target = grid.normalise_target(table_id)
+    records = load_records(root) if records is None else records
+    if target == "6":
+        return _ila_cells_frame(scale, records)
+    tab = P.table("1" if target == "r20" else target)
+    rows = P.MNIST_WHITEBOX_ROWS if target == "r20" else tab.rows
+    columns = grid.table_columns(target)
+    labels = dict(zip(tab.columns, tab.column_labels))
+    cells = seed_cells(target, scale)
+    out = []
+    for row in rows:
+        for col in columns:
+            paper_col = col.removeprefix("r20_") if target == "r20" else col
+            paper = tab.value(row, paper_col) if paper_col in tab.columns else None
+            label = labels.get(paper_col, paper_col)
+            label = f"{label} (ResNet-20)" if target == "r20" else label
+            for ev in EVALUATIONS:
+                part, key = _row_spec(row, ev)
+                res = RowResults() if key is None else row_results(target, col, part, key, scale,
+                                                                    records, cells=cells)
+                ours, lo, hi, how = res.interval()
+                if key is None:
+                    how = "no worst case at a CW setting"
+                out.append(dict(table=target, row=row.key, attack=row.label, param=row.param,
+                                value=row.value, column=col, label=label, evaluation=ev,
+                                ours=ours, lo=lo, hi=hi, interval=how, n_seeds=len(res.seeds),
+                                n_points=min(res.n) if res.seeds and all(res.n) else None,
+                                paper=paper, dirty=res.dirty))
+    return pd.DataFrame(out)
+
+
+def _ila_cells_frame(scale, records):
+    """Table 6 in the layout of :func:`cells_frame`: columns are the members and the
+    ensemble, the evaluation is the paper's (ILA on member 1)."""
+    import pandas as pd
+    from . import grid, paper_numbers as P
+    from . import stats
+    tab = P.table(6)
+    out = []
+    for i, row in enumerate(tab.rows):
+        per_col = {c: [] for c in tab.columns}
+        n, dirty = None, False
+        for seed in grid.seeds_for("6", scale):
+            ec = grid.table_cells("6", scale, seed)["eval"].get(("trs", f"ila:{row.dataset}"))
+            erec = cell_record(ec, records) if ec else None
+            entry = _ila_entry(erec, row)
+            if entry is None:
+                continue
+            n = n or erec.get("metrics", {}).get("n_test")
+            dirty |= is_dirty(erec) or is_dirty(cell_record(ec.train, records))
+            for c in tab.columns:
+                if entry.get(c) is not None:
+                    per_col[c].append(float(entry[c]))
+        for j, col in enumerate(tab.columns):
+            accs = per_col[col]
+            ours = lo = hi = None
+            how = NOT_RUN
+            if accs and n:
+                m, lo, hi = stats.unpaired_mean(accs, n)
+                ours, lo, hi = round(100 * m, 2), round(100 * lo, 2), round(100 * hi, 2)
+                how = "normal over seeds and points (no per-point results)" if len(accs) > 1 \
+                    else "Wilson (no per-point results)"
+            out.append(dict(table="6", row=row.key, attack=f"{row.dataset}: ILA", param=row.param,
+                            value=row.value, column=col, label=tab.column_labels[j],
+                            evaluation="paper", ours=ours, lo=lo, hi=hi, interval=how,
+                            n_seeds=len(accs), n_points=n if accs else None,
+                            paper=tab.values[i][j], dirty=dirty))
+    return pd.DataFrame(out)
