@@ -140,6 +140,9 @@ def _finish_eval(cell, tmp_nb, tmp_json, parameters, root, scale_name) -> Path:
 
 def _commit(cell, tmp_nb, rec, root) -> Path:
     """Notebook first, record last: a record on disk always has its notebook beside it."""
+    from .results import mark_allow_dirty, relativize_notebook
+    relativize_notebook(tmp_nb)  # no absolute paths in committed notebooks (issue 16)
+    mark_allow_dirty(rec)        # a -dirty commit got here only through --allow-dirty
     tmp_nb.replace(notebook_path(cell, root))
     path = atomic_write_json(record_path(cell, root), rec)
     read_record(path)
@@ -182,7 +185,8 @@ def _describe(err: BaseException) -> str:
 
 
 def reproduce(targets=None, scale="cpu", root=None, cells=None, runner=None, device="auto",
-              dry_run=False, log=print, progress=True, kinds=("train", "eval")) -> dict:
+              dry_run=False, log=print, progress=True, kinds=("train", "eval"),
+              allow_dirty=False) -> dict:
     """Run every cell of the targets' grid that has no record; returns a summary dict.
 
     ``{"done": [...], "ran": [...], "failed": {name: error}, "skipped": [...], "wall_s": ...}``:
@@ -203,6 +207,10 @@ def reproduce(targets=None, scale="cpu", root=None, cells=None, runner=None, dev
         for c in todo:
             log(f"  would run {c.kind:5s} {c.name}")
         return summary
+    from .paths import results_dir
+    from .results import check_clean_tree
+    # refuses a dirty tree (naming the changed files) unless allow_dirty (issue 16)
+    check_clean_tree(project_root(), allow_dirty, results_root=root or results_dir())
     from tqdm.auto import tqdm
     t_all = time.perf_counter()
     bar = tqdm(total=len(todo), desc="reproduce", unit="cell", disable=not progress)
@@ -250,6 +258,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="list the cells that would run")
     ap.add_argument("--kinds", nargs="+", default=["train", "eval"], choices=["train", "eval"],
                     help="run only these kinds of cells (e.g. the trainings first)")
+    ap.add_argument("--allow-dirty", action="store_true",
+                    help="write records from a working tree with uncommitted changes (they are "
+                         "marked provenance.allow_dirty, and pages warn about them)")
     ap.add_argument("--stream", action="store_true",
                     help="show each notebook's own output (training progress) as it runs")
     args = ap.parse_args(argv)
@@ -261,8 +272,13 @@ def main(argv=None) -> int:
     if args.stream:
         def runner(nb, out, params, cwd):
             papermill_runner(nb, out, params, cwd, stream=True)
-    summary = reproduce(targets, args.scale, device=args.device, dry_run=args.dry_run,
-                        runner=runner, kinds=tuple(args.kinds))
+    from .results import DirtyTreeError
+    try:
+        summary = reproduce(targets, args.scale, device=args.device, dry_run=args.dry_run,
+                            runner=runner, kinds=tuple(args.kinds), allow_dirty=args.allow_dirty)
+    except DirtyTreeError as err:
+        print(f"refusing to run: {err}", file=sys.stderr)
+        return 2
     return 1 if summary["failed"] else 0
 
 
