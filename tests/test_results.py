@@ -269,26 +269,6 @@ def test_committed_records_are_readable_and_belong_to_the_grid():
             assert f"train/{rec['grid']['train']}" in recs, f"{key}: its training has no record"
 
 
-def test_claims_wait_for_every_column(tmp_path):
-    """A claim over a table is "not yet run" until every column it compares has a number
-    (pandas turns the missing ones into NaN, which must not count as numbers)."""
-    from trs_lib import claims
-    cells = G.table_cells("1", "cpu")
-    recs = {}
-    for col in ("trs", "adp"):
-        ec = cells["eval"][(col, "whitebox")]
-        recs[f"eval/{ec.name}"] = _fake_eval_record(ec, acc=0.9 if col == "trs" else 0.5)
-    v = claims.check_claims("cpu", recs)
-    assert v.loc["mnist-most", "verdict"] == claims.NOT_YET_RUN
-    for col in cells["train"]:
-        ec = cells["eval"][(col, "whitebox")]
-        recs.setdefault(f"eval/{ec.name}", _fake_eval_record(ec, acc=0.5))
-    v = claims.check_claims("cpu", recs)
-    assert v.loc["mnist-most", "verdict"] == claims.REPRODUCED
-    assert "10 of 10 rows" in v.loc["mnist-most", "evidence"]
-    assert v.loc["mnist-audit", "verdict"] == claims.NOT_YET_RUN
-
-
 # ---------------------------------------------------------------- seeds and intervals (issue 16)
 def _seeded_eval_record(cell, p, n=200, with_correct=True, seed=0):
     """A record of ``cell`` whose every row has accuracy ~p on n points (and its 'correct')."""

@@ -1,0 +1,106 @@
+"""trs_lib.claims: paired differences over seeds and points, the margin, the verdicts."""
+import numpy as np
+import pytest
+
+from trs_lib import claims as C
+from trs_lib import grid as G
+
+
+def _records(accs, target="1", parts=("whitebox", "worst_case"), n=200, shared=True, seeds=None):
+    """Fake evaluation records for ``target``: column -> accuracy. ``shared``: every column's
+    per-point results are drawn from the same uniforms, so columns with equal accuracy agree
+    point by point (a paired comparison then sees no noise)."""
+    recs = {}
+    for seed in (G.seeds_for(target, "cpu") if seeds is None else seeds):
+        cells = G.table_cells(target, "cpu", seed)
+        for (col, part), ec in cells["eval"].items():
+            if col not in accs or part not in parts:
+                continue
+            rows = []
+            for i, r in enumerate(ec.rows):
+                u = np.random.default_rng(1000 * seed + i + (0 if shared else hash(col) % 97)).random(n)
+                c = "".join("1" if v < accs[col] else "0" for v in u)
+                rows.append({"key": r.key, "attack": r.attack, "accuracy": c.count("1") / n,
+                             "correct": c})
+            recs[f"eval/{ec.name}"] = {"kind": "evaluate", "config": {}, "provenance": {},
+                                       "metrics": {"rows": rows, "n_test": n,
+                                                   "clean_accuracy": 0.97}}
+    return recs
+
+
+def _by(results, cid, evaluation="paper"):
+    return next(r for r in results if r["id"] == cid and r["evaluation"] == evaluation)
+
+
+T1 = P1 = ("cossim", "ckae", "adaboost", "gradientboost", "adp", "trs")
+
+
+def test_check_claims_has_the_contract_keys_and_every_claim():
+    out = C.check_claims("cpu", {})
+    assert {"mnist-most", "trs-published-most", "members-robust", "smoothness", "ila",
+            "r20-most", "members", "benign"} <= {r["id"] for r in out}
+    for r in out:
+        assert set(r) == {"id", "text", "source", "page", "evaluation", "verdict", "estimate",
+                          "lo", "hi", "margin", "evidence"}
+        assert r["evaluation"] in ("paper", "worst_case", "n/a")
+        assert r["verdict"] == C.NOT_YET_RUN  # no records
+    assert {r["evaluation"] for r in out if r["id"] == "mnist-most"} == {"paper", "worst_case"}
+    assert "β" in _by(out, "smoothness", "n/a")["evidence"]
+
+
+def test_clear_winner_is_reproduced_and_a_tie_is_inconclusive():
+    accs = {c: 0.5 for c in T1} | {"trs": 0.9}
+    r = _by(C.check_claims("cpu", _records(accs)), "mnist-most")
+    assert r["verdict"] == C.REPRODUCED and r["margin"] == 0.0
+    assert 35 < r["estimate"] < 45 and r["lo"] > 0 and "10 reproduced" in r["evidence"]
+    assert "target <= 6" in r["evidence"]
+    # a tie point by point: the paired difference is exactly 0, which straddles the margin 0
+    tie = _by(C.check_claims("cpu", _records({c: 0.6 for c in T1})), "mnist-most", "worst_case")
+    assert tie["verdict"] == C.INCONCLUSIVE and tie["estimate"] == 0.0
+    # TRS clearly worse: not reproduced
+    worse = _by(C.check_claims("cpu", _records(accs | {"trs": 0.2})), "mnist-most")
+    assert worse["verdict"] == C.NOT_REPRODUCED and worse["hi"] < 0
+
+
+def test_claim_waits_for_every_column_and_every_seed_row():
+    accs = {"trs": 0.9, "adp": 0.5}
+    assert _by(C.check_claims("cpu", _records(accs)), "mnist-most")["verdict"] == C.NOT_YET_RUN
+    # the paper's evaluation complete, the worst case missing: judged separately
+    accs = {c: 0.5 for c in T1} | {"trs": 0.9}
+    out = C.check_claims("cpu", _records(accs, parts=("whitebox",)))
+    assert _by(out, "mnist-most")["verdict"] == C.REPRODUCED
+    assert _by(out, "mnist-most", "worst_case")["verdict"] == C.NOT_YET_RUN
+
+
+def test_more_members_needs_k3_better_beyond_the_interval():
+    near = _records({"trs": 0.61, "trs_k2": 0.60, "adp": 0.5, "trs_at": 0.9}, target="3",
+                    parts=("whitebox", "worst_case", "pgd110"), shared=False)
+    r = _by(C.check_claims("cpu", near), "members")
+    assert r["verdict"] in (C.INCONCLUSIVE, C.NOT_REPRODUCED)  # 1 point is within the noise
+    far = _records({"trs": 0.8, "trs_k2": 0.6, "adp": 0.5, "trs_at": 0.9}, target="3",
+                   parts=("whitebox", "worst_case", "pgd110"))
+    out = C.check_claims("cpu", far)
+    assert _by(out, "members")["verdict"] == C.REPRODUCED
+    assert _by(out, "at")["verdict"] == C.REPRODUCED
+    assert _by(out, "pgd110")["verdict"] == C.REPRODUCED
+
+
+def test_headline_differences_report_half_widths():
+    accs = {c: 0.5 for c in T1} | {"trs": 0.7}
+    f = C.headline_differences("cpu", records=_records(accs, n=1000, shared=False))
+    assert len(f) == 10 and f["meets_target"].all() and (f["half_width"] < 6).all()
+    assert (f["n_seeds"] == 3).all() and f["paired"].all()
+
+
+def test_benign_uses_the_one_point_margin():
+    recs = {}
+    for seed in G.seeds_for("fig2", "cpu"):
+        cells = G.table_cells("fig2", "cpu", seed)
+        for col, acc in (("vanilla", 0.98), ("trs", 0.975)):
+            ec = cells["eval"][(col, "transfer")]
+            recs[f"eval/{ec.name}"] = {"kind": "evaluate", "config": {}, "provenance": {},
+                                       "metrics": {"rows": [], "n_test": 1000, "clean_accuracy": acc}}
+    r = _by(C.check_claims("cpu", recs), "benign", "n/a")
+    assert r["margin"] == C.BENIGN_MARGIN and r["estimate"] == pytest.approx(0.5)
+    assert r["verdict"] in (C.REPRODUCED, C.INCONCLUSIVE)
+    assert r["hi"] < 2.0
