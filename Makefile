@@ -3,7 +3,11 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: book test venv clean
+.PHONY: book test venv clean mathjax dashboard
+
+# MathJax 3, served from the built site so that formulas render with no network at view time.
+MATHJAX_VERSION := 3.2.2
+MATHJAX := book/_static/mathjax/tex-chtml.js
 
 venv: $(STAMP)
 
@@ -15,7 +19,18 @@ $(STAMP): requirements.txt pyproject.toml
 	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $(STAMP)
 
-book: $(STAMP)
+mathjax: $(MATHJAX)
+
+$(MATHJAX):
+	rm -rf book/_static/mathjax _build/mathjax-pack && mkdir -p _build/mathjax-pack book/_static
+	cd _build/mathjax-pack && npm pack -q mathjax@$(MATHJAX_VERSION) >/dev/null && tar xzf mathjax-$(MATHJAX_VERSION).tgz
+	mv _build/mathjax-pack/package/es5 book/_static/mathjax && rm -rf _build/mathjax-pack
+
+# The landing page's dashboard, generated from the records (trs_lib.dashboard).
+dashboard: $(STAMP)
+	$(VENV)/bin/python -m trs_lib.dashboard book/_generated/dashboard.md
+
+book: $(STAMP) $(MATHJAX) dashboard
 	$(VENV)/bin/jupyter-book build . -W --keep-going
 	@echo "book: _build/html/index.html"
 

@@ -17,26 +17,26 @@
 #
 # Each headline claim of the paper, with a verdict computed from the run records under
 # `results/` by `trs_lib.claims` (never typed by hand): **reproduced**, **not reproduced**, or
-# **not yet run at this scale** when some number it needs has no record. Comparisons allow two
-# points of accuracy for noise (`trs_lib.claims.TOLERANCE`, about one standard error at the CPU
-# scale's 200 test points).
-# The page named with each claim shows the numbers.
+# **not yet run at this scale** when some number it needs has no record. The page named with
+# each claim shows the numbers; the landing page shows the same verdicts.
 
 # %% tags=["parameters"]
 scale = "cpu"   # cpu | paper: which grid's records to judge
 
 # %%
-import pandas as pd
+from IPython.display import Markdown
 
-from trs_lib import claims, results
+from trs_lib import claims, pages, results
 
-pd.set_option("display.max_colwidth", 200)
 records = results.load_records()
-verdicts = claims.check_claims(scale, records)
-verdicts
+Markdown(f"Comparisons allow a tolerance of {claims.TOLERANCE:g} points of accuracy for noise "
+         "(`trs_lib.claims.TOLERANCE`).")
+
+# %%
+pages.claims_table([c["id"] for c in pages.dashboard.claims(scale, records)], scale, records)
 
 # %% [markdown]
 # How many records this page read, by kind:
 
 # %%
-pd.Series([k.split("/")[0] for k in records], dtype=object).value_counts().sort_index()
+pages.record_counts(records)

@@ -21,8 +21,9 @@
 # cases** (in the paper TRS is best in 7 of the 10 rows).
 #
 # This page reads the run records under `results/` (nothing is trained or attacked here) and
-# shows, for every cell, the paper's number, ours, their difference, and the adaptive audit's
-# number at the same budget. A cell without a record says **not run**.
+# shows, for every cell, ours with its 95% interval, the paper's number, and a stronger attack's
+# worst case at the same budget: first as a plot, then as tables. A cell without a record says
+# **not run**.
 #
 # :::{admonition} What the CPU scale can and cannot show
 # :class: note
@@ -40,15 +41,29 @@
 scale = "cpu"   # cpu | paper: which grid's records to show
 
 # %%
-import pandas as pd
+from trs_lib import pages, results
 
-from trs_lib import plots, results
-
-pd.set_option("display.max_columns", 40)
-pd.set_option("display.width", 200)
-pd.set_option("display.max_colwidth", 200)
 records = results.load_records()
-frame = results.table_frame(1, scale, records)
+
+# %% [markdown]
+# ## Robust accuracy against the budget
+#
+# One panel per attack, one colour per method. Filled circles with bars: ours under the paper's
+# attack with its 95% interval; crosses (dashed): ours under the strong attack at the same budget
+# (the worst case: beyond the paper, it shows how far the paper's attack overestimates
+# robustness); hollow diamonds (dotted): the paper's number.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+fig = pages.robustness_plot(1, scale, records)
+
+# %% [markdown]
+# ## The numbers
+#
+# The same numbers as tables (rows: attack and budget; columns: the paper's methods).
+
+# %%
+pages.tables(1, scale, records);
 
 # %% [markdown]
 # ## The scale of each column
@@ -57,39 +72,10 @@ frame = results.table_frame(1, scale, records)
 # test accuracy of the ensemble (the paper: above 99.3% for every method).
 
 # %%
-plots.scale_table(frame)
+pages.scale_table(1, scale, records)
 
 # %% [markdown]
-# ## The paper's numbers (accuracy %, Table 1)
-
-# %%
-plots.paper_layout(frame, "paper")
-
-# %% [markdown]
-# ## Ours (accuracy %)
-
-# %%
-plots.paper_layout(frame, "ours")
-
-# %% [markdown]
-# ## Ours minus the paper (points)
-
-# %%
-plots.paper_layout(frame, "diff")
-
-# %% [markdown]
-# ## The adaptive audit at the same budget (accuracy %)
-#
-# Beyond the paper: the worst case of APGD-CE and APGD-DLR (AutoAttack's gradient attacks) at
-# the row's L-infinity budget. An audit number well below the paper-attack number means the
-# paper's attack overestimates the robustness of that ensemble. CW rows have no L-infinity budget
-# (n/a).
-
-# %%
-plots.paper_layout(frame, "audit")
-
-# %% [markdown]
-# ### The audit's sanity checks
+# ## The adaptive audit's sanity checks
 #
 # For each column, at the largest audited budget: accuracy falls towards 0 as eps grows
 # (`large_eps`), an unbounded attack succeeds (`unbounded`), ten times the steps and five restarts
@@ -98,26 +84,20 @@ plots.paper_layout(frame, "audit")
 # FAIL means the paper-attack numbers of that column overstate its robustness.
 
 # %%
-results.audit_checks_frame(1, scale, records)
-
-# %%
-results.audit_details(1, scale, records)
+pages.audit_tables(1, scale, records);
 
 # %% [markdown]
 # ## Does TRS win?
 #
 # For each row: the best column in the paper and in ours (ours: every column within
-# `trs_lib.claims.TOLERANCE` points of the best, about one standard error at the CPU scale). Then the verdict on the claim,
-# computed from the same records by `trs_lib.claims`.
+# `trs_lib.claims.TOLERANCE` points of the best). Then the verdicts, computed from the same
+# records by `trs_lib.claims`.
 
 # %%
-plots.best_per_row(frame)
+pages.best_table(1, scale, records)
 
 # %%
-from trs_lib import claims
-
-verdicts = claims.check_claims(scale, records)
-verdicts.loc[["mnist-most", "mnist-audit"], ["claim", "verdict", "evidence"]]
+pages.claims_table(["mnist-most", "mnist-audit"], scale, records)
 
 # %% [markdown]
 # ## Recap
@@ -125,4 +105,4 @@ verdicts.loc[["mnist-most", "mnist-audit"], ["claim", "verdict", "evidence"]]
 # * Every number above is read from `results/eval/*.json`; the executed notebook that produced
 #   it sits beside each record.
 # * The paper's Table 1 is typed once in `trs_lib.paper_numbers`; the grid that fills "ours" is
-#   `trs_lib.grid.table_cells("1", scale)`.
+#   `trs_lib.grid.table_cells("1", scale)`; this page's sections are `trs_lib.pages`.

@@ -32,74 +32,61 @@
 scale = "cpu"   # cpu | paper: which grid's records to show
 
 # %%
-import pandas as pd
+from trs_lib import pages, results
 
-from trs_lib import plots, results
-
-pd.set_option("display.max_columns", 40)
-pd.set_option("display.width", 200)
-pd.set_option("display.max_colwidth", 200)
 records = results.load_records()
-frame = results.table_frame(2, scale, records)
+
+# %% [markdown]
+# ## Robust accuracy against the budget
+#
+# One panel per attack, one colour per column. Filled circles with bars: ours under the paper's
+# attack with its 95% interval; crosses (dashed): ours under the strong attack at the same budget
+# (worst case, beyond the paper); hollow diamonds (dotted): the paper's number.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+fig = pages.robustness_plot('2', scale, records)
+
+# %% [markdown]
+# ## The numbers
+#
+# Rows: attack and budget; columns: the paper's columns. Tables whose every cell is missing at
+# this scale are named instead of shown.
+
+# %%
+pages.tables('2', scale, records);
 
 # %% [markdown]
 # ## The scale of each column
+#
+# Read from the records: data set, architecture, members, epochs, test points, and the clean
+# test accuracy of the ensemble.
 
 # %%
-plots.scale_table(frame)
+pages.scale_table('2', scale, records)
 
 # %% [markdown]
-# ## The paper's numbers (accuracy %, Table 2)
-
-# %%
-plots.paper_layout(frame, "paper")
-
-# %% [markdown]
-# ## Ours (accuracy %)
-
-# %%
-plots.paper_layout(frame, "ours")
-
-# %% [markdown]
-# ## Ours minus the paper (points)
-
-# %%
-plots.paper_layout(frame, "diff")
-
-# %% [markdown]
-# ## The adaptive audit at the same budget (accuracy %)
-
-# %%
-plots.paper_layout(frame, "audit")
-
-# %% [markdown]
-# ### The audit's sanity checks
+# ## The adaptive audit's sanity checks
 #
 # For each column, at the largest audited budget: accuracy falls towards 0 as eps grows
-# (`large_eps`), an unbounded attack succeeds (`unbounded`), ten times the steps and five restarts
-# change little (`more_steps_restarts`), APGD finds little more than PGD (`apgd`), black-box
-# transfer is not stronger than white-box (`transfer`, skipped without a surrogate ensemble). A
-# FAIL means the paper-attack numbers of that column overstate its robustness.
+# (`large_eps`), an unbounded attack succeeds (`unbounded`), more steps and restarts change
+# little (`more_steps_restarts`), APGD finds little more than PGD (`apgd`), black-box transfer is
+# not stronger than white-box (`transfer`, skipped without a surrogate ensemble). A FAIL means
+# the paper-attack numbers of that column overstate its robustness.
 
 # %%
-results.audit_checks_frame(2, scale, records)
-
-# %%
-results.audit_details(2, scale, records)
+pages.audit_tables('2', scale, records);
 
 # %% [markdown]
-# ## Best column per row
+# ## The verdicts
+#
+# Computed from the same records by `trs_lib.claims` (also on the landing page).
 
 # %%
-plots.best_per_row(frame)
-
-# %%
-from trs_lib import claims
-
-claims.check_claims(scale, records).loc[["cifar-most"], ["claim", "verdict", "evidence"]]
+pages.claims_table(['cifar-most'], scale, records)
 
 # %% [markdown]
 # ## Recap
 #
-# * The paper's Table 2 is data in `trs_lib.paper_numbers`; our column is empty until a
-#   paper-scale run exists, and the page says so instead of showing a number from elsewhere.
+# * At the CPU scale this page shows the paper's numbers only; the same page shows paper-scale
+#   records once `python -m trs_lib.reproduce --tables 2 --scale paper` has run.

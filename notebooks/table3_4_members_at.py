@@ -34,65 +34,77 @@
 scale = "cpu"   # cpu | paper: which grid's records to show
 
 # %%
-import pandas as pd
+from trs_lib import pages, results
 
-from trs_lib import claims, plots, results
-
-pd.set_option("display.max_columns", 40)
-pd.set_option("display.width", 200)
-pd.set_option("display.max_colwidth", 200)
 records = results.load_records()
-frame3 = results.table_frame(3, scale, records)
-frame4 = results.table_frame(4, scale, records)
 
 # %% [markdown]
-# ## Table 3 (MNIST)
+# ## Table 3 (MNIST): robust accuracy against the budget
 #
-# The scale of each column, read from the records:
+# One panel per attack, one colour per column. Filled circles with bars: ours under the paper's
+# attack with its 95% interval; crosses (dashed): ours under the strong attack at the same budget
+# (worst case, beyond the paper); hollow diamonds (dotted): the paper's number.
 
 # %%
-plots.scale_table(frame3)
+# NBVAL_IGNORE_OUTPUT
+fig = pages.robustness_plot('3', scale, records)
 
 # %% [markdown]
-# Paper, ours, ours minus paper, and the adaptive audit (worst case of APGD-CE and APGD-DLR at the
-# row's budget), side by side for each column:
+# ## The numbers
+#
+# Rows: attack and budget; columns: the paper's columns. Tables whose every cell is missing at
+# this scale are named instead of shown.
 
 # %%
-plots.side_by_side(frame3)
+pages.tables('3', scale, records);
 
 # %% [markdown]
-# ### The audit's sanity checks
+# ## The scale of each column
+#
+# Read from the records: data set, architecture, members, epochs, test points, and the clean
+# test accuracy of the ensemble.
+
+# %%
+pages.scale_table('3', scale, records)
+
+# %% [markdown]
+# ## The adaptive audit's sanity checks
 #
 # For each column, at the largest audited budget: accuracy falls towards 0 as eps grows
-# (`large_eps`), an unbounded attack succeeds (`unbounded`), ten times the steps and five restarts
-# change little (`more_steps_restarts`), APGD finds little more than PGD (`apgd`), black-box
-# transfer is not stronger than white-box (`transfer`, skipped without a surrogate ensemble). A
-# FAIL means the paper-attack numbers of that column overstate its robustness.
+# (`large_eps`), an unbounded attack succeeds (`unbounded`), more steps and restarts change
+# little (`more_steps_restarts`), APGD finds little more than PGD (`apgd`), black-box transfer is
+# not stronger than white-box (`transfer`, skipped without a surrogate ensemble). A FAIL means
+# the paper-attack numbers of that column overstate its robustness.
 
 # %%
-results.audit_checks_frame(3, scale, records)
+pages.audit_tables('3', scale, records);
+
+# %% [markdown]
+# ## The verdicts
+#
+# Computed from the same records by `trs_lib.claims` (also on the landing page).
 
 # %%
-results.audit_details(3, scale, records)
-
-# %%
-plots.best_per_row(frame3)
-
-# %%
-claims.check_claims(scale, records).loc[["members", "at", "pgd110"], ["claim", "verdict", "evidence"]]
+pages.claims_table(['members', 'at', 'pgd110'], scale, records)
 
 # %% [markdown]
 # ## Table 4 (CIFAR-10)
+#
+# GPU work: at the CPU scale only the paper's numbers.
 
 # %%
-plots.scale_table(frame4)
+# NBVAL_IGNORE_OUTPUT
+fig4 = pages.robustness_plot("4", scale, records)
 
 # %%
-plots.side_by_side(frame4)
+pages.tables("4", scale, records);
+
+# %%
+pages.scale_table("4", scale, records)
 
 # %% [markdown]
 # ## Recap
 #
 # * TRS (k = 3) and ADP share their records with Table 1: the grid runs each ensemble once.
-# * PGD-110 is a separate evaluation of the same ensembles; the audit column shows whether an
-#   attack stronger than both finds more adversarial examples.
+# * PGD-110 is a separate evaluation of the same ensembles; the strong attack's worst case shows
+#   whether an attack stronger than both finds more adversarial examples.

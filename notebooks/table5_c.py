@@ -30,45 +30,58 @@
 scale = "cpu"   # cpu | paper: which grid's records to show
 
 # %%
-import pandas as pd
+from trs_lib import pages, results
 
-from trs_lib import claims, plots, results
-
-pd.set_option("display.max_columns", 40)
-pd.set_option("display.width", 200)
-pd.set_option("display.max_colwidth", 200)
 records = results.load_records()
-frame = results.table_frame(5, scale, records)
-
-# %%
-plots.scale_table(frame)
 
 # %% [markdown]
-# Paper, ours, ours minus paper, and the adaptive audit at the row's budget:
+# ## Robust accuracy against the budget
+#
+# One panel per attack, one colour per column. Filled circles with bars: ours under the paper's
+# attack with its 95% interval; crosses (dashed): ours under the strong attack at the same budget
+# (worst case, beyond the paper); hollow diamonds (dotted): the paper's number.
 
 # %%
-plots.side_by_side(frame)
+# NBVAL_IGNORE_OUTPUT
+fig = pages.robustness_plot('5', scale, records)
 
 # %% [markdown]
-# ## The audit's sanity checks
+# ## The numbers
+#
+# Rows: attack and budget; columns: the paper's columns. Tables whose every cell is missing at
+# this scale are named instead of shown.
+
+# %%
+pages.tables('5', scale, records);
+
+# %% [markdown]
+# ## The scale of each column
+#
+# Read from the records: data set, architecture, members, epochs, test points, and the clean
+# test accuracy of the ensemble.
+
+# %%
+pages.scale_table('5', scale, records)
+
+# %% [markdown]
+# ## The adaptive audit's sanity checks
 #
 # For each column, at the largest audited budget: accuracy falls towards 0 as eps grows
-# (`large_eps`), an unbounded attack succeeds (`unbounded`), ten times the steps and five restarts
-# change little (`more_steps_restarts`), APGD finds little more than PGD (`apgd`), black-box
-# transfer is not stronger than white-box (`transfer`, skipped without a surrogate ensemble). A
-# FAIL means the paper-attack numbers of that column overstate its robustness.
+# (`large_eps`), an unbounded attack succeeds (`unbounded`), more steps and restarts change
+# little (`more_steps_restarts`), APGD finds little more than PGD (`apgd`), black-box transfer is
+# not stronger than white-box (`transfer`, skipped without a surrogate ensemble). A FAIL means
+# the paper-attack numbers of that column overstate its robustness.
 
 # %%
-results.audit_checks_frame(5, scale, records)
+pages.audit_tables('5', scale, records);
+
+# %% [markdown]
+# ## The verdicts
+#
+# Computed from the same records by `trs_lib.claims` (also on the landing page).
 
 # %%
-results.audit_details(5, scale, records)
-
-# %%
-plots.best_per_row(frame)
-
-# %%
-claims.check_claims(scale, records).loc[["c"], ["claim", "verdict", "evidence"]]
+pages.claims_table(['c'], scale, records)
 
 # %% [markdown]
 # ## Recap

@@ -23,38 +23,45 @@
 # :::{admonition} What the CPU scale can and cannot show
 # :class: note
 # At the CPU scale the MNIST rows show whether the gap between member 1 and the rest appears; the
-# CIFAR-10 row is GPU work and says **not run**. (The paper's text also names a CIFAR-10 row at
-# eps = 0.02 whose numbers it does not print.)
+# CIFAR-10 rows (eps = 0.01 and 0.02, App. I) are GPU work and say **not run**.
 # :::
 
 # %% tags=["parameters"]
 scale = "cpu"   # cpu | paper: which grid's records to show
 
 # %%
-import pandas as pd
+from trs_lib import pages, results
 
-from trs_lib import claims, plots, results
-
-pd.set_option("display.max_columns", 40)
-pd.set_option("display.width", 200)
-pd.set_option("display.max_colwidth", 200)
 records = results.load_records()
-frame = results.table_frame(6, scale, records)
-
-# %%
-plots.scale_table(frame)
 
 # %% [markdown]
-# Paper, ours and ours minus paper (ILA is itself the transfer attack here, so there is no audit
-# column):
+# ## The numbers
+#
+# Rows: attack and budget; columns: the paper's columns. Tables whose every cell is missing at
+# this scale are named instead of shown.
 
 # %%
-plots.side_by_side(frame, values=("paper", "ours", "diff"))
+pages.tables('6', scale, records);
+
+# %% [markdown]
+# ## The scale of each column
+#
+# Read from the records: data set, architecture, members, epochs, test points, and the clean
+# test accuracy of the ensemble.
 
 # %%
-claims.check_claims(scale, records).loc[["ila"], ["claim", "verdict", "evidence"]]
+pages.scale_table('6', scale, records)
+
+# %% [markdown]
+# ## The verdicts
+#
+# Computed from the same records by `trs_lib.claims` (also on the landing page).
+
+# %%
+pages.claims_table(['ila'], scale, records)
 
 # %% [markdown]
 # ## Recap
 #
+# * ILA is itself the transfer attack here, so there is no strong-attack column.
 # * The ILA evaluation uses the same TRS (k = 3, c = 2) ensemble as Tables 1, 3 and 5.

@@ -1,0 +1,220 @@
+"""The book's landing page as a dashboard, generated from the records (never typed by hand).
+
+``python -m trs_lib.dashboard book/_generated/dashboard.md`` (run by ``make book``) writes the
+MyST fragment that ``book/intro.md`` includes: every claim of the paper with its verdict as a
+coloured badge, its interval, its scale and a link to its page (``trs_lib.claims``); the theory
+findings (``trs_lib.theory.findings``, when the theory chapter provides them); the set-up
+commands and one CPU and one GPU command with the wall times measured by their records.
+The pages and the dashboard call the same functions, so they cannot disagree.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from . import grid
+from . import paper_numbers as P
+from . import results as R
+
+__all__ = ["claims", "theory_findings", "commands", "render", "write", "badge", "VERDICT_CLASS"]
+
+# Verdict -> CSS class of its badge (book/_static/companion.css).
+VERDICT_CLASS = {"reproduced": "good", "holds": "good",
+                 "not reproduced": "bad", "refuted": "bad",
+                 "inconclusive": "neutral", "vacuous at this scale": "neutral",
+                 "not yet run at this scale": "missing"}
+
+SETUP_COMMANDS = ("make book", "make test")
+AUTHORS_CODE = "https://github.com/AI-secure/Transferability-Reduced-Smooth-Ensemble"
+
+
+def badge(verdict: str) -> str:
+    """Inline HTML: the verdict in a coloured badge (class ``verdict verdict-<kind>``)."""
+    kind = VERDICT_CLASS.get(str(verdict), "neutral")
+    return f'<span class="verdict verdict-{kind}">{verdict}</span>'
+
+
+def _num(v) -> bool:
+    return v is not None and v == v
+
+
+def _interval(c: dict) -> str:
+    if _num(c.get("estimate")) and _num(c.get("lo")) and _num(c.get("hi")):
+        text = f"{c['estimate']:+.1f} [{c['lo']:+.1f}, {c['hi']:+.1f}] points"
+        if _num(c.get("margin")):
+            text += f" (margin {c['margin']:g})"
+        return text
+    return "n/a"
+
+
+def _dataset_of(page: str) -> str:
+    return "cifar10" if "cifar" in page or "table4" in page else "mnist"
+
+
+def claims(scale="cpu", records=None, root=None) -> list[dict]:
+    """Every claim of ``trs_lib.claims.check_claims`` as a dict with ``id``, ``text``,
+    ``source``, ``page``, ``verdict``, ``interval`` (text), ``scale`` (text) and ``evidence``,
+    whichever form (list of dicts, contract C4, or a DataFrame) ``check_claims`` returns."""
+    from . import claims as C
+    records = R.load_records(root) if records is None else records
+    raw = C.check_claims(scale, records)
+    if hasattr(raw, "to_dict"):  # the DataFrame form: index = id
+        rows = [dict(id=i, text=r.get("claim", r.get("text")), source=r.get("paper", r.get("source")),
+                     **{k: v for k, v in r.items() if k not in ("claim", "paper")})
+                for i, r in raw.to_dict("index").items()]
+    else:
+        rows = [dict(r) for r in raw]
+    sc = grid.scale(scale)
+    out = []
+    for r in rows:
+        page = r.get("page", "")
+        out.append(dict(id=r["id"], text=r.get("text", ""), source=r.get("source", ""), page=page,
+                        verdict=r.get("verdict", ""), evaluation=r.get("evaluation", "paper"),
+                        interval=_interval(r), scale=_short_scale(sc, _dataset_of(page)),
+                        evidence=str(r.get("evidence", ""))))
+    return out
+
+
+def _short_scale(sc, paper_dataset: str) -> str:
+    ds = sc.dataset(paper_dataset)
+    return f"{sc.name}: {ds}" if ds else f"{paper_dataset}: not run at scale {sc.name}"
+
+
+def theory_findings() -> list[dict] | None:
+    """``trs_lib.theory.findings()`` (contract C5), or None while the theory chapter does not
+    provide it."""
+    try:
+        from . import theory
+        find = getattr(theory, "findings")
+    except (ImportError, AttributeError):
+        return None
+    return [dict(f) for f in find()]
+
+
+def _wall(records, cells) -> tuple[float, int, int, str]:
+    """Summed wall time (s) of the records of ``cells``, how many ran, of how many, hardware."""
+    total, ran, hw = 0.0, 0, ""
+    for cell in cells:
+        rec = R.cell_record(cell, records)
+        if rec is None:
+            continue
+        ran += 1
+        prov = rec.get("provenance", {})
+        total += float(prov.get("wall_time_s") or 0.0)
+        h = prov.get("hardware", {})
+        hw = h.get("gpu") or f"{h.get('cpu_count', '?')}-core CPU, {h.get('torch_threads', '?')} torch thread(s)"
+    return total, ran, len(cells), hw
+
+
+def _table_cells(table_id, scale):
+    cells = grid.table_cells(str(table_id), scale)
+    return list(dict.fromkeys(list(cells["train"].values()) + list(cells["eval"].values())))
+
+
+def commands(records=None, root=None) -> list[dict]:
+    """The set-up commands and one CPU and one GPU command, each with its measured wall time
+    (the sum of its records' wall times) or a sentence saying it has not been measured."""
+    records = R.load_records(root) if records is None else records
+    out = [dict(what="set up and build this book", command=SETUP_COMMANDS[0], time=""),
+           dict(what="set up and run the tests", command=SETUP_COMMANDS[1], time="")]
+    for what, table, scale, extra in (
+            ("Table 1 at the CPU scale (train and attack every column)", "1", "cpu", ""),
+            ("Table 2 at the paper's scale on a GPU (CIFAR-10)", "2", "paper", " --device cuda")):
+        cells = _table_cells(table, scale)
+        total, ran, n, hw = _wall(records, cells)
+        if ran == 0:
+            time = "not measured yet: no run of it is recorded"
+        else:
+            time = (f"{total / 60:.0f} min measured ({ran} of {n} runs recorded, summed wall "
+                    f"time, {hw})")
+        out.append(dict(what=what, time=time,
+                        command=f".venv/bin/python -m trs_lib.reproduce --tables {table} "
+                                f"--scale {scale}{extra}"))
+    return out
+
+
+def repository_url(root=None) -> str | None:
+    """The public URL of this repository (``git remote get-url origin``), or None when it has
+    none or only a local path (never shown: it would be a path of this machine)."""
+    try:
+        url = subprocess.run(["git", "remote", "get-url", "origin"], capture_output=True,
+                             text=True, timeout=10, cwd=root or Path(__file__).resolve().parent
+                             ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if url.startswith("git@github.com:"):
+        url = "https://github.com/" + url.split(":", 1)[1]
+    return url.removesuffix(".git") if url.startswith("https://") else None
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell, labels as the paper means them (no raw TeX)."""
+    from .pages import readable
+    return readable(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render(scale="cpu", records=None, root=None, repo_url=None) -> str:
+    """The dashboard as MyST Markdown (included by ``book/intro.md``)."""
+    records = R.load_records(root) if records is None else records
+    cl = claims(scale, records)
+    counts = {}
+    for c in cl:
+        counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
+    lines = [f"## The paper's claims at the {scale.upper()} scale", "",
+             "Each verdict is computed from the run records under `results/` by "
+             "`trs_lib.claims`; the page named with each claim shows its numbers. "
+             + ", ".join(f"{badge(v)} {n}" for v, n in counts.items()) + ".", "",
+             f"The {scale} scale: MNIST columns on "
+             f"{_cell(grid.scale(scale).describe('mnist'))}; CIFAR-10 columns on "
+             f"{_cell(grid.scale(scale).describe('cifar10'))}.", "",
+             "| claim | verdict | interval | scale | page |", "| --- | --- | --- | --- | --- |"]
+    for c in cl:
+        lines.append(f"| {_cell(c['text'])} <br><small>{_cell(c['source'])}</small> | "
+                     f"{badge(c['verdict'])} | {_cell(c['interval'])}<br><small>{_cell(c['evidence'])}</small> | "
+                     f"<small>{_cell(c['scale'])}</small> | {{doc}}`../notebooks/{c['page']}` |")
+    lines += ["", "## The theory: what holds and what does not", ""]
+    found = theory_findings()
+    if found is None:
+        lines += ["The theory chapter lists its findings in {doc}`errata` (the statements, proofs "
+                  "and formulas of the paper that disagree) and checks every definition and "
+                  "theorem in {doc}`theory`.", ""]
+    else:
+        refuted = [f for f in found if f.get("verdict") == "refuted"]
+        lines += [f"{len(found)} statements checked, {len(refuted)} refuted; the errata are in "
+                  "{doc}`errata`.", "", "| statement | verdict | evidence | page |",
+                  "| --- | --- | --- | --- |"]
+        for f in found:
+            page = str(f.get("page", "")).removesuffix(".ipynb").removesuffix(".md")
+            link = f"{{doc}}`../notebooks/{page}`" if page and not page.startswith("book/") \
+                else (f"{{doc}}`{page.removeprefix('book/')}`" if page else "")
+            lines.append(f"| {_cell(f.get('statement', f.get('id', '')))} | {badge(f.get('verdict', ''))} | "
+                         f"<small>{_cell(f.get('evidence', ''))}</small> | {link} |")
+        lines.append("")
+    url = repo_url if repo_url is not None else repository_url(root)
+    lines += ["## Run it yourself", ""]
+    if url:
+        lines += [f"The repository: <{url}>. ", ""]
+    else:
+        lines += ["The repository is the one this book was built from (its `README.md` has the "
+                  f"same commands). The authors' own code: <{AUTHORS_CODE}>.", ""]
+    lines += ["| what | command | measured time |", "| --- | --- | --- |"]
+    for c in commands(records):
+        lines.append(f"| {_cell(c['what'])} | `{c['command']}` | {_cell(c['time']) or 'minutes (installs the pinned environment)'} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write(path, scale="cpu", root=None) -> Path:
+    """Write :func:`render` to ``path`` (creating its folder); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(scale, root=root), encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":  # python -m trs_lib.dashboard OUT.md [scale]
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python -m trs_lib.dashboard OUT.md [cpu|paper]")
+    print(f"dashboard: {write(sys.argv[1], *(sys.argv[2:] or ['cpu']))}")

@@ -1,0 +1,298 @@
+"""The table pages of the book, one call per page section: records -> frame -> plot + tables.
+
+Each table page (Tables 1-6, Figures 2-4) shows the same sections, built here so that the
+notebooks stay thin and every page reads its numbers the same way:
+
+* :func:`cells` the long frame of a table (contract C4 of ``trs_lib.results.cells_frame``:
+  one row per row key, column and evaluation, with ``ours``, ``lo``, ``hi`` in percent);
+* :func:`robustness_plot` robust accuracy against the budget, per method, with interval bars,
+  the paper's numbers as hollow markers and the strong worst case beside the paper's attack;
+* :func:`tables` the same numbers as narrow tables (rows: attack and budget; columns: the
+  paper's columns), one per quantity, so that no table is wider than the book's text;
+* :func:`scale_table`, :func:`audit_tables`, :func:`claims_table`, :func:`transfer_section`.
+
+Nothing here computes an accuracy: every number comes from a record under ``results/`` (through
+``trs_lib.results``) or from the paper's tables (``trs_lib.paper_numbers``).
+"""
+from __future__ import annotations
+
+import re
+
+from . import dashboard
+from . import paper_numbers as P
+from . import results as R
+
+__all__ = ["label", "readable", "cells", "robustness_plot", "tables", "scale_table", "audit_tables",
+           "claims_table", "transfer_section", "best_table", "record_counts", "EVALUATIONS"]
+
+# The two evaluations of a cell (contract C4): the paper's attack at its setting, and the
+# strong suite's worst case at the same budget.
+EVALUATIONS = {"paper": "the paper's attack", "worst_case": "strong attack (worst case)"}
+
+_SUB = re.compile(r"^(?P<name>\w+) ?_\{(?P<a>[^,}]+),(?P<b>[^}]+)\}$")
+
+
+def label(text: str) -> str:
+    """A column label as the paper means it, without TeX: ``ADP_{2,0.5}`` (the paper's
+    ADP with alpha = 2, beta = 0.5, Sec. 4.1) becomes ``ADP (α = 2, β = 0.5)``."""
+    m = _SUB.match(str(text).strip())
+    if m and m["name"] == "ADP":
+        return f"ADP (α = {m['a'].strip()}, β = {m['b'].strip()})"
+    if m:
+        return f"{m['name']} ({m['a'].strip()}, {m['b'].strip()})"
+    return str(text)
+
+
+_SUB_ANY = re.compile(r"\b(?P<name>[A-Za-z]+) ?_\{(?P<a>[^,}]+),(?P<b>[^}]+)\}")
+
+
+def readable(text: str) -> str:
+    """``text`` with every ``NAME_{a,b}`` label replaced by :func:`label`'s form."""
+    return _SUB_ANY.sub(lambda m: label(m.group(0).replace(" _{", "_{")), str(text))
+
+
+def _records(records, root=None):
+    return R.load_records(root) if records is None else records
+
+
+def _interval(acc_pct, n):
+    """Wilson 95% interval (percent) of an accuracy measured on ``n`` points (C1's ci95)."""
+    from .stats import wilson_interval
+    if acc_pct is None or acc_pct != acc_pct or not n:
+        return None, None
+    lo, hi = wilson_interval(round(acc_pct / 100 * n), n)
+    return round(100 * lo, 2), round(100 * hi, 2)
+
+
+def _n_points(frame_row, records) -> int | None:
+    """Test points behind a cell, read from the scale column of ``table_frame``."""
+    m = re.search(r"(\d+) test points", str(frame_row.get("scale", "")))
+    return int(m.group(1)) if m else None
+
+
+def cells(table_id, scale="cpu", records=None, root=None):
+    """The cells of Table ``table_id`` in the long layout of contract C4, plus ``label``
+    (the column as the paper prints it, readable), ``attack_label`` and ``para``.
+
+    Uses ``trs_lib.results.cells_frame`` when the results store offers it; until then the
+    frame is adapted from ``table_frame`` (``worst_case`` = the adaptive audit's APGD worst case,
+    intervals = Wilson intervals over the test points, one seed).
+    """
+    import pandas as pd
+    tab = P.table(table_id)
+    records = _records(records, root)
+    if hasattr(R, "cells_frame"):
+        frame = R.cells_frame(tab.id, scale=scale, records=records)
+    else:
+        frame = _from_table_frame(tab, scale, records)
+    rows = {r.key: r for r in tab.rows}
+    labels = dict(zip(tab.columns, tab.column_labels))
+    frame = frame.copy()
+    frame["label"] = [label(labels.get(c, c)) for c in frame["column"]]
+    frame["attack_label"] = [rows[k].label if k in rows else k for k in frame["row"]]
+    frame["para"] = [rows[k].para if k in rows else "" for k in frame["row"]]
+    if tab.id == "6":
+        frame["attack_label"] = [f"{rows[k].dataset}: ILA" if k in rows else k for k in frame["row"]]
+    return frame.reset_index(drop=True)
+
+
+def _from_table_frame(tab, scale, records):
+    import pandas as pd
+    old = R.table_frame(tab.id, scale, records)
+    rows = {r.key: r for r in tab.rows}
+    out = []
+    for rec in old.to_dict("records"):
+        row = rows[rec["row"]]
+        n = _n_points(rec, records)
+        base = dict(table=tab.id, row=rec["row"], attack=row.attack, param=row.param,
+                    value=row.value, column=rec["column"], paper=rec["paper"], n_seeds=1,
+                    n_points=n, dirty=False)
+        for evaluation, key in (("paper", "ours"), ("worst_case", "audit")):
+            if evaluation == "worst_case" and not rec.get("audited"):
+                continue
+            ours = rec[key]
+            ours = None if ours is None or ours != ours else ours
+            lo, hi = _interval(ours, n)
+            out.append(dict(base, evaluation=evaluation, ours=ours, lo=lo, hi=hi,
+                            n_seeds=1 if ours is not None else 0))
+    return pd.DataFrame(out)
+
+
+def _fmt(v, digits=1):
+    return "not run" if v is None or v != v else f"{v:.{digits}f}"
+
+
+def _grid(frame, evaluation, fmt):
+    """Rows (attack, budget) x columns (labels) of one evaluation, each entry ``fmt(record)``."""
+    import pandas as pd
+    sub = frame[frame["evaluation"] == evaluation]
+    rows = list(dict.fromkeys(zip(frame["attack_label"], frame["para"])))
+    cols = list(dict.fromkeys(frame["label"]))
+    out = pd.DataFrame("n/a", index=pd.MultiIndex.from_tuples(rows, names=["attack", "budget"]),
+                       columns=cols, dtype=object)
+    for rec in sub.to_dict("records"):
+        out.loc[(rec["attack_label"], rec["para"]), rec["label"]] = fmt(rec)
+    out.columns.name = None
+    return out
+
+
+def _ours(rec):
+    if rec["ours"] is None or rec["ours"] != rec["ours"]:
+        return "not run"
+    if rec.get("lo") is None or rec["lo"] != rec["lo"]:
+        return _fmt(rec["ours"])
+    return f"{rec['ours']:.1f} [{rec['lo']:.0f}, {rec['hi']:.0f}]"
+
+
+def _diff(rec):
+    if rec["ours"] is None or rec["ours"] != rec["ours"] or rec["paper"] is None:
+        return "not run"
+    return f"{rec['ours'] - rec['paper']:+.1f}"
+
+
+def _paper(rec):
+    v = rec["paper"]
+    if v is None or v != v:
+        return "not printed"
+    return f"{v:.1f}" if round(v, 1) == v else f"{v:.2f}"
+
+
+def tables(table_id, scale="cpu", records=None, root=None, frame=None, show=True):
+    """The numbers of a table as narrow tables (rows: attack and budget; columns: the
+    paper's columns): ours with its 95% interval, the paper's, ours minus the paper's, and
+    the strong worst case at the same budget. Returns ``{title: DataFrame}``; with ``show``
+    displays each under its title. Tables whose every cell is missing are not shown: one line
+    says so instead."""
+    frame = cells(table_id, scale, records, root) if frame is None else frame
+    parts = {
+        "Ours: accuracy % under the paper's attack [95% interval]": _grid(frame, "paper", _ours),
+        "The paper's numbers (accuracy %)": _grid(frame, "paper", _paper),
+        "Ours minus the paper's (points)": _grid(frame, "paper", _diff),
+    }
+    if (frame["evaluation"] == "worst_case").any():
+        parts["Ours under the strong attack at the same budget (worst case) [95% interval]"] = \
+            _grid(frame, "worst_case", _ours)
+    if show:
+        _show(parts)
+    return parts
+
+
+def _empty(df) -> bool:
+    return df.size == 0 or df.isin(["not run", "n/a"]).all().all()
+
+
+def _show(parts: dict):
+    from IPython.display import Markdown, display
+    missing = [t for t, df in parts.items() if _empty(df)]
+    for title, df in parts.items():
+        if title in missing:
+            continue
+        display(Markdown(f"**{title}**"))
+        display(df)
+    if missing:
+        display(Markdown("Not shown because no cell of theirs has run at this scale: "
+                         + "; ".join(f"*{t}*" for t in missing) + "."))
+
+
+def robustness_plot(table_id, scale="cpu", records=None, root=None, frame=None, title=None):
+    """Robust accuracy against the budget, one panel per attack, one colour per column (see
+    ``trs_lib.plots.robustness_plot``). Returns the figure, or None when nothing has run."""
+    from . import plots
+    frame = cells(table_id, scale, records, root) if frame is None else frame
+    if frame["ours"].isna().all():
+        from IPython.display import Markdown, display
+        display(Markdown(f"No run at scale `{scale}` yet: the plot shows only the paper's "
+                         "numbers."))
+    tab = P.table(table_id)
+    return plots.robustness_plot(frame, title=title or f"{tab.source} (scale {scale})")
+
+
+def scale_table(table_id, scale="cpu", records=None, root=None):
+    """Per column: the scale its numbers were measured at and its clean accuracy, both read
+    from the records."""
+    from . import plots
+    frame = R.table_frame(table_id, scale, _records(records, root))
+    if (frame["status"] != "ok").all():
+        from IPython.display import Markdown
+        return Markdown(f"No column of {P.table(table_id).source} has run at scale `{scale}`: "
+                        f"{grid_scale_text(P.table(table_id), scale)}.")
+    out = plots.scale_table(frame)
+    out.index = [label(i) for i in out.index]
+    out.index.name = "column"
+    return out
+
+
+def grid_scale_text(tab, scale) -> str:
+    from . import grid
+    datasets = {r.dataset for r in tab.rows if r.dataset} or {tab.dataset}
+    return "; ".join(grid.scale(scale).describe(d) for d in sorted(datasets))
+
+
+def best_table(table_id, scale="cpu", records=None, root=None):
+    """Per row: the best column in the paper and in ours (ties within the claims' tolerance)."""
+    from . import plots
+    frame = R.table_frame(table_id, scale, _records(records, root))
+    out = plots.best_per_row(frame).map(readable)
+    out.index = out.index.set_names(["attack", "budget"])
+    return out
+
+
+def audit_tables(table_id, scale="cpu", records=None, root=None, show=True):
+    """The adaptive audit's checks per column and, when any ran, one line per check."""
+    records = _records(records, root)
+    checks = R.audit_checks_frame(table_id, scale, records)
+    checks.index = [label(i) for i in checks.index]
+    checks.index.name = "column"
+    details = R.audit_details(table_id, scale, records)
+    if len(details):
+        details["column"] = [label(c) for c in details["column"]]
+    parts = {"The audit's checks per column": checks,
+             "What each check measured": details.set_index(["column", "check"]) if len(details)
+             else details}
+    if show:
+        _show(parts)
+    return parts
+
+
+def claims_table(ids, scale="cpu", records=None, root=None):
+    """The verdicts of the claims ``ids`` (``trs_lib.claims``), one row per claim."""
+    import pandas as pd
+    rows = [c for c in dashboard.claims(scale, _records(records, root)) if c["id"] in ids]
+    out = pd.DataFrame([{"claim": c["text"], "verdict": c["verdict"], "interval": c["interval"],
+                         "evidence": readable(c["evidence"])} for c in rows],
+                       index=[c["id"] for c in rows])
+    out.index.name = "claim id"
+    return out
+
+
+def record_counts(records):
+    """How many records of each kind (``train``, ``eval``) there are."""
+    import pandas as pd
+    out = pd.Series([k.split("/")[0] for k in records], dtype=object).value_counts().sort_index()
+    out.index.name, out.name = "kind", "records"
+    return out.to_frame()
+
+
+def transfer_section(figure_id, scale="cpu", records=None, root=None, show=True, plot=True):
+    """Figures 2-4: the annotated heatmaps (vanilla, TRS and TRS minus vanilla) and, with
+    ``show``, the matrices as numbers. Returns ``(figure or None, {title: DataFrame})``."""
+    import pandas as pd
+    from . import plots
+    frames = R.transfer_frames(figure_id, scale, _records(records, root))
+    ran = {k: v for k, v in frames.items() if v is not None}
+    fig = plots.transfer_heatmaps(frames, title=f"{P.figure(figure_id).source} (scale {scale})") \
+        if ran and plot else None
+    parts = {}
+    for (ens, attack), mat in frames.items():
+        parts[f"{ens}, {attack.upper()}: accuracy % of member i on examples crafted on member j"] = \
+            mat if mat is not None else pd.DataFrame()
+    if show:
+        from IPython.display import Markdown, display
+        if not ran:
+            display(Markdown(f"No transfer matrix of {P.figure(figure_id).source} has run at "
+                             f"scale `{scale}`."))
+        for t, df in parts.items():
+            if len(df):
+                display(Markdown(f"**{t}**"))
+                display(df)
+    return fig, parts
