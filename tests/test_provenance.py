@@ -1,0 +1,127 @@
+"""Clean provenance (issue 16): every committed record names a commit of this history, a dirty
+one only when marked allow_dirty; no absolute paths; the driver refuses a dirty tree."""
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from trs_lib import paths, results
+from trs_lib import reproduce as D
+
+ROOT = paths.project_root()
+RESULTS = ROOT / "results"
+# an absolute path of a machine: /home/..., /work/..., /tmp/..., /root/..., /Users/..., C:\...
+ABSOLUTE = re.compile(r"(?<![\w.])(/(home|work|tmp|root|Users|mnt|scratch|private)/|[A-Z]:\\\\)")
+
+
+def _git(*args):
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
+
+
+def _committed_records():
+    return results.load_records(RESULTS, warn=lambda m: None)
+
+
+def test_every_record_names_a_commit_of_this_history():
+    if _git("rev-parse", "--is-inside-work-tree").stdout.strip() != "true":
+        pytest.skip("not a git work tree")
+    if _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+        pytest.skip("shallow clone: older commits are not here to check")
+    bad = []
+    for key, rec in _committed_records().items():
+        prov = rec["provenance"]
+        commit = str(prov.get("git_commit", "unknown"))
+        sha = commit.removesuffix("-dirty")
+        if not re.fullmatch(r"[0-9a-f]{40}", sha):
+            bad.append(f"{key}: commit {commit!r} is not a commit id")
+        elif _git("merge-base", "--is-ancestor", sha, "HEAD").returncode != 0:
+            bad.append(f"{key}: commit {sha[:12]} is not in this branch's history")
+        elif commit.endswith("-dirty") and not prov.get("allow_dirty"):
+            bad.append(f"{key}: written from a dirty tree ({sha[:12]}-dirty) without --allow-dirty")
+    assert not bad, "\n".join(bad)
+
+
+def test_records_and_their_notebooks_hold_no_absolute_paths():
+    """Records hold relative paths only. The pre-regrid records (marked allow_dirty) were
+    written before the driver relativised notebooks and are exempt until the regrid."""
+    bad = []
+    for key, rec in _committed_records().items():
+        rec = {k: v for k, v in rec.items() if k != "_path"}
+        if results.is_dirty(rec):
+            continue
+        kind, name = key.split("/", 1)
+        texts = {key: json.dumps(rec)}
+        nb = RESULTS / kind / f"{name}.ipynb"
+        if nb.is_file():
+            texts[str(nb.relative_to(ROOT))] = nb.read_text(encoding="utf-8")
+        for where, text in texts.items():
+            m = ABSOLUTE.search(text)
+            if m:
+                bad.append(f"{where}: ...{text[max(0, m.start() - 40):m.end() + 40]}...")
+    assert not bad, "\n".join(bad)
+
+
+def test_absolute_path_pattern_catches_what_it_should():
+    assert ABSOLUTE.search('"run /work/main/runs/x is complete"')
+    assert ABSOLUTE.search('"input_path": "/home/u/notebooks/evaluate.ipynb"')
+    assert not ABSOLUTE.search('"run_dir": "runs/trs-mnist5k-abc", "out": "results/eval/x.json"')
+
+
+def test_relativize_notebook_removes_the_project_root(tmp_path):
+    nb = tmp_path / "n.ipynb"
+    nb.write_text(json.dumps({"metadata": {"papermill": {"input_path": f"{tmp_path}/notebooks/e.ipynb"}},
+                              "cells": [{"outputs": [{"text": f"run {tmp_path}/runs/a is complete"}]}]}))
+    results.relativize_notebook(nb, tmp_path)
+    text = nb.read_text()
+    assert str(tmp_path) not in text and "notebooks/e.ipynb" in text and "run runs/a" in text
+
+
+def _git_repo(tmp_path):
+    def g(*a):
+        subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)
+    g("init", "-q")
+    g("config", "user.email", "t@t")
+    g("config", "user.name", "t")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "r.json").write_text("{}")
+    g("add", ".")
+    g("commit", "-q", "-m", "init")
+    return g
+
+
+def test_dirty_tree_is_refused_naming_the_files_unless_allowed(tmp_path):
+    _git_repo(tmp_path)
+    assert results.check_clean_tree(tmp_path) == []
+    (tmp_path / "results" / "r.json").write_text('{"new": 1}')   # records do not count
+    (tmp_path / "results" / "new.json").write_text("{}")
+    assert results.dirty_files(tmp_path) == []
+    (tmp_path / "code.py").write_text("x = 2\n")
+    (tmp_path / "extra.py").write_text("")
+    with pytest.raises(results.DirtyTreeError, match=r"2 changed file\(s\): code.py, extra.py"):
+        results.check_clean_tree(tmp_path)
+    assert results.check_clean_tree(tmp_path, allow_dirty=True) == ["code.py", "extra.py"]
+    # records going outside the project (a test's, a benchmark's) are not the committed store
+    assert results.check_clean_tree(tmp_path, results_root=tmp_path.parent / "elsewhere") == []
+    assert results.git_commit(tmp_path).endswith("-dirty")
+
+
+def test_mark_allow_dirty_marks_only_dirty_commits():
+    rec = results.mark_allow_dirty({"provenance": {"git_commit": "a" * 40 + "-dirty"}})
+    assert rec["provenance"]["allow_dirty"] is True and results.is_dirty(rec)
+    clean = results.mark_allow_dirty({"provenance": {"git_commit": "a" * 40}})
+    assert "allow_dirty" not in clean["provenance"] and not results.is_dirty(clean)
+
+
+def test_driver_cli_refuses_a_dirty_tree(tmp_path, monkeypatch, capsys):
+    """The driver writing into the project's results/ from a dirty tree exits 2 naming the
+    files, before running anything."""
+    monkeypatch.setenv("TRS_RESULTS_DIR", str(ROOT / "results"))
+    monkeypatch.setenv("TRS_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(results, "dirty_files", lambda root=None: ["trs_lib/changed.py"])
+    ran = []
+    monkeypatch.setattr(D, "run_cell", lambda *a, **k: ran.append(a) or Path("x"))
+    assert D.main(["--tables", "fig2"]) == 2
+    assert "trs_lib/changed.py" in capsys.readouterr().err and not ran
