@@ -31,6 +31,8 @@ __all__ = ["provenance", "hardware", "git_commit", "dirty_files", "check_clean_t
 NOT_RUN = "not run"
 
 _RECORD_KEYS = ("kind", "config", "metrics", "provenance")
+# Folders of the results store that hold no run records (the model zoo's weights and index).
+_NOT_RECORDS = ("zoo",)
 
 
 # Paths whose changes do not make a run's code dirty: the results store itself (the driver
@@ -203,6 +205,8 @@ def load_records(root=None, warn=None) -> dict:
     if not root.is_dir():
         return out
     for path in sorted(root.glob("*/*.json")):
+        if path.parent.name in _NOT_RECORDS:
+            continue
         try:
             rec = read_record(path)
         except CorruptFileError as err:

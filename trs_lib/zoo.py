@@ -1,0 +1,194 @@
+"""The CPU-scale model zoo: the committed seed-0 weights of every column, one call to load
+(RobustBench's ``load_model``), so anyone can attack our ensembles with their own code.
+
+    from trs_lib import zoo
+    zoo.available()                        # [("trs", 0), ("adp", 0), ...]
+    ensemble, record = zoo.load("trs")     # checksum verified; record = its training's record
+
+Weights live under ``results/zoo/``: ``<column>-seed<k>.safetensors`` with the sidecar
+``<column>-seed<k>.json`` that ``trs_lib.checkpoint.load_weights`` reads (nothing is ever
+unpickled), and ``index.json`` listing each entry with the SHA-256 of its weights, its
+training's record and the clean accuracy that record's evaluation measured on its test points.
+The zoo is filled after a regrid by ``python -m trs_lib.zoo build`` (copies the seed-0 weights
+of the grid's columns from ``runs/``, at most :data:`MAX_MB` MB in all, in the driver's column
+order) and is empty until then.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from .atomic import atomic_write_json, read_json, sha256_file
+
+__all__ = ["available", "load", "entries", "build", "eval_points", "clean_accuracy", "zoo_dir",
+           "ZooError", "MAX_MB", "INDEX"]
+
+MAX_MB = 40.0
+INDEX = "index.json"
+FORMAT = "trs-zoo-1"
+
+
+class ZooError(RuntimeError):
+    """A zoo entry that is missing, or whose weights do not match their checksum."""
+
+
+def zoo_dir(root=None) -> Path:
+    """``<results>/zoo`` (``root``: a results folder; default ``results/``)."""
+    from .paths import results_dir
+    return Path(root or results_dir()) / "zoo"
+
+
+def entries(root=None) -> list[dict]:
+    """The index's entries (``[]`` for an empty zoo)."""
+    path = zoo_dir(root) / INDEX
+    if not path.is_file():
+        return []
+    index = read_json(path)
+    if index.get("format") != FORMAT:
+        raise ZooError(f"{path}: not a zoo index of format {FORMAT!r}")
+    return list(index.get("entries", []))
+
+
+def available(root=None) -> list[tuple[str, int]]:
+    """``[(column, seed)]`` of every ensemble in the zoo (``[]`` until the regrid fills it)."""
+    return [(e["column"], int(e["seed"])) for e in entries(root)]
+
+
+def _entry(column, seed, root) -> dict:
+    for e in entries(root):
+        if e["column"] == column and int(e["seed"]) == int(seed):
+            return e
+    have = available(root)
+    raise ZooError(f"no ensemble {column!r} with seed {seed} in the zoo; available: "
+                   + (str(have) if have else "none (the zoo is empty until the regrid commits "
+                                               "weights: python -m trs_lib.zoo build)"))
+
+
+def load(column: str, seed: int = 0, root=None, device="cpu"):
+    """``(ensemble, record)`` for a column of the grid (e.g. ``"trs"``, ``"adp"``,
+    ``"trs_published"``): the weights' SHA-256 is checked against the index before loading,
+    ``record`` is its training's record with ``zoo`` (the index entry: clean accuracy, test
+    points, evaluation record) added."""
+    from .checkpoint import load_weights
+    from .results import read_record
+    e = _entry(column, seed, root)
+    folder = zoo_dir(root)
+    st = folder / e["weights"]
+    if not st.is_file():
+        raise ZooError(f"{st}: listed in the zoo index but missing")
+    got = sha256_file(st)
+    if got != e["sha256"]:
+        raise ZooError(f"{st}: SHA-256 {got[:16]}... does not match the index's "
+                       f"{e['sha256'][:16]}...; the file is corrupt or was replaced")
+    ensemble, _ = load_weights(st, device=device)
+    record = read_record(folder.parent / e["record"])
+    record["zoo"] = dict(e)
+    return ensemble, record
+
+
+def eval_points(dataset: str, n: int | None, root=None):
+    """The test points an evaluation attacks: ``n`` points spread evenly over the test split
+    (``notebooks/evaluate``'s choice; all of them when ``n`` is None or the split's size)."""
+    import torch
+    from . import data
+    x, y = data.load(dataset, "test", root=root)
+    n = len(x) if n is None else min(int(n), len(x))
+    idx = torch.linspace(0, len(x) - 1, n).round().long()
+    return x[idx], y[idx]
+
+
+def clean_accuracy(ensemble, dataset: str, n: int | None) -> float:
+    """Clean accuracy of ``ensemble`` on the evaluation's ``n`` test points (a fraction)."""
+    import torch
+    x, y = eval_points(dataset, n)
+    with torch.no_grad():
+        correct = sum(int((ensemble(xb).argmax(1) == yb).sum())
+                      for xb, yb in zip(x.split(500), y.split(500)))
+    return correct / len(y)
+
+
+def _clean_from_records(column, seed, scale, records):
+    """(clean accuracy, n, eval record key) from the column's evaluations, or Nones."""
+    from . import grid as G
+    from .results import cell_record
+    for target in ("1", "3", "5", "fig2", "r20"):
+        if seed not in G.seeds_for(target, scale):
+            continue
+        cells = G.table_cells(target, scale, seed)
+        for (col, part), ec in cells["eval"].items():
+            if col != column or part == "audit":
+                continue
+            rec = cell_record(ec, records)
+            m = (rec or {}).get("metrics", {})
+            if m.get("clean_accuracy") is not None and m.get("n_test"):
+                return float(m["clean_accuracy"]), int(m["n_test"]), f"eval/{ec.name}.json"
+    return None, None, None
+
+
+def build(scale="cpu", seed: int = 0, columns=None, root=None, max_mb: float = MAX_MB,
+          log=print) -> list[dict]:
+    """Copy the ``seed`` weights of the grid's columns from ``runs/`` into the zoo, in the
+    driver's column order, up to ``max_mb`` MB in all; write the index. A column without a
+    training record, weights or a clean accuracy in its evaluation records is left out (and
+    said). Returns the index's entries."""
+    from . import grid as G
+    from .paths import runs_dir
+    from .results import load_records, cell_record
+    records = load_records(root)
+    columns = list(columns) if columns is not None else [
+        c for c in G.PRIORITY if any(c in G.table_columns(t) for t in ("1", "3", "5", "r20"))
+        or c == "vanilla"]
+    folder = zoo_dir(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    out, total = [], 0
+    for col in columns:
+        ds = G.scale(scale).dataset("mnist")
+        tc = G.train_cell(col, ds, scale, seed)
+        trec = cell_record(tc, records)
+        st, sidecar = runs_dir() / tc.name / "weights.safetensors", runs_dir() / tc.name / "weights.json"
+        acc, n, erec = _clean_from_records(col, seed, scale, records)
+        why = ("no training record" if trec is None else "no weights in runs/" if not st.is_file()
+               else "no evaluation record with a clean accuracy" if acc is None else None)
+        if why:
+            log(f"  zoo: {col} seed {seed} left out: {why}")
+            continue
+        size = st.stat().st_size + sidecar.stat().st_size
+        if (total + size) / 2**20 > max_mb:
+            log(f"  zoo: {col} seed {seed} left out: the zoo would exceed {max_mb:g} MB")
+            continue
+        stem = f"{col}-seed{seed}"
+        shutil.copyfile(st, folder / f"{stem}.safetensors")
+        shutil.copyfile(sidecar, folder / f"{stem}.json")
+        total += size
+        out.append(dict(column=col, seed=seed, scale=G.scale(scale).name, train=tc.name,
+                        weights=f"{stem}.safetensors", sidecar=f"{stem}.json",
+                        sha256=sha256_file(folder / f"{stem}.safetensors"),
+                        record=f"train/{tc.name}.json", eval_record=erec, clean_accuracy=acc,
+                        n_test=n, dataset=ds, bytes=size))
+        log(f"  zoo: {col} seed {seed}: {size / 2**20:.1f} MB, clean accuracy {100 * acc:.1f}%")
+    atomic_write_json(folder / INDEX, {"format": FORMAT, "entries": out}, checksum=True)
+    log(f"zoo: {len(out)} ensembles, {total / 2**20:.1f} MB in {folder}")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m trs_lib.zoo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("command", choices=["list", "build"])
+    ap.add_argument("--scale", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-mb", type=float, default=MAX_MB)
+    args = ap.parse_args(argv)
+    if args.command == "build":
+        build(args.scale, args.seed, max_mb=args.max_mb)
+    for e in entries():
+        print(f"{e['column']:>18s} seed {e['seed']}: clean {100 * e['clean_accuracy']:.1f}% on "
+              f"{e['n_test']} points, {e['bytes'] / 2**20:.1f} MB, sha256 {e['sha256'][:12]}")
+    if not entries():
+        print("the zoo is empty (it is filled after the regrid: python -m trs_lib.zoo build)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
