@@ -12,6 +12,13 @@ only that cell. Trainings checkpoint every epoch under ``runs/``: after an inter
 same command resumes the training where it stopped. A cell that fails leaves no record (its
 partial notebook goes to ``runs/failed/``) and the driver goes on with the cells that do not
 depend on it, then exits non-zero.
+
+On a cluster, ``--executor slurm`` submits the missing cells as Slurm jobs through submitit
+instead (``trs_lib.executors``: a job array of trainings, the evaluations after their training
+with ``afterok``; jobs already pending or running are not submitted twice):
+
+    python -m trs_lib.reproduce --tables 1 --scale paper --executor slurm --partition gpu \
+        --gpus-per-job 1 --time 12:00:00 --mem 32G --slurm-extra account=myproj
 """
 from __future__ import annotations
 
@@ -186,13 +193,20 @@ def _describe(err: BaseException) -> str:
 
 def reproduce(targets=None, scale="cpu", root=None, cells=None, runner=None, device="auto",
               dry_run=False, log=print, progress=True, kinds=("train", "eval"),
+              executor="local", settings=None, wait=False, poll_s=10.0,
               allow_dirty=False) -> dict:
     """Run every cell of the targets' grid that has no record; returns a summary dict.
 
     ``{"done": [...], "ran": [...], "failed": {name: error}, "skipped": [...], "wall_s": ...}``:
     cells already recorded, cells run now, cells that failed, and cells skipped because the
-    training they evaluate failed.
+    training they evaluate failed. With ``executor`` ``slurm`` or ``submitit-local`` the cells
+    are submitted as jobs (:func:`trs_lib.executors.submit`, ``settings`` a
+    :class:`~trs_lib.executors.SlurmSettings`) and the summary also has ``submitted`` and
+    ``running`` (cell -> job id) and ``logs`` (cell -> log path).
     """
+    from . import executors as X
+    if executor not in X.EXECUTORS:
+        raise X.ExecutorError(f"unknown executor {executor!r}; valid executors: {list(X.EXECUTORS)}")
     sc = G.scale(scale)
     items = plan(targets, sc, root, cells, kinds)
     todo = [c for c, done in items if not done]
@@ -211,6 +225,10 @@ def reproduce(targets=None, scale="cpu", root=None, cells=None, runner=None, dev
     from .results import check_clean_tree
     # refuses a dirty tree (naming the changed files) unless allow_dirty (issue 16)
     check_clean_tree(project_root(), allow_dirty, results_root=root or results_dir())
+    if executor != "local":
+        summary.update(X.submit(todo, sc.name, executor, settings, root, device, runner,
+                                wait=wait, poll_s=poll_s, log=log))
+        return summary
     from tqdm.auto import tqdm
     t_all = time.perf_counter()
     bar = tqdm(total=len(todo), desc="reproduce", unit="cell", disable=not progress)
@@ -263,11 +281,42 @@ def main(argv=None) -> int:
                          "marked provenance.allow_dirty, and pages warn about them)")
     ap.add_argument("--stream", action="store_true",
                     help="show each notebook's own output (training progress) as it runs")
+    from . import executors as X
+    ap.add_argument("--executor", default="local", choices=X.EXECUTORS,
+                    help="local: run the cells here, one after another; slurm: submit them as "
+                         "Slurm jobs (submitit); submitit-local: the same jobs as local processes")
+    sl = ap.add_argument_group("Slurm (with --executor slurm; a --slurm-config file, then these)")
+    sl.add_argument("--slurm-config", help="TOML file with partition, gpus_per_job, cpus_per_job, "
+                                           "time, mem, extra (a table of sbatch options)")
+    sl.add_argument("--partition", help="Slurm partition (default: the cluster's default)")
+    sl.add_argument("--gpus-per-job", type=int, help="GPUs per job (default 0)")
+    sl.add_argument("--cpus-per-job", type=int, help="CPUs per job (default 2)")
+    sl.add_argument("--time", help="time limit per job, Slurm's format, e.g. 12:00:00 (default "
+                                   "24:00:00); a training that reaches it is requeued and resumes")
+    sl.add_argument("--mem", help="memory per job, e.g. 32G (default: the partition's)")
+    sl.add_argument("--slurm-extra", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="further sbatch options, e.g. account=myproj qos=high")
+    sl.add_argument("--wait", action="store_true",
+                    help="wait for the submitted jobs and print their summary")
     args = ap.parse_args(argv)
     try:
         targets = [G.normalise_target(t) for t in args.tables]
     except ValueError as err:
         ap.error(str(err))
+    settings = None
+    if args.executor != "local":
+        try:
+            conf = X.load_config(args.slurm_config) if args.slurm_config else {}
+            cli = {"partition": args.partition, "gpus_per_job": args.gpus_per_job,
+                   "cpus_per_job": args.cpus_per_job, "time": args.time, "mem": args.mem}
+            conf.update({k: v for k, v in cli.items() if v is not None})
+            if args.slurm_extra:
+                conf["extra"] = {**conf.get("extra", {}), **X.parse_extra(args.slurm_extra)}
+            settings = X.SlurmSettings(**conf)
+            if args.executor == "slurm" and not args.dry_run:
+                X.check_cluster(settings)
+        except X.ExecutorError as err:
+            ap.error(str(err))
     runner = None
     if args.stream:
         def runner(nb, out, params, cwd):
@@ -275,7 +324,8 @@ def main(argv=None) -> int:
     from .results import DirtyTreeError
     try:
         summary = reproduce(targets, args.scale, device=args.device, dry_run=args.dry_run,
-                            runner=runner, kinds=tuple(args.kinds), allow_dirty=args.allow_dirty)
+                            runner=runner, kinds=tuple(args.kinds), executor=args.executor,
+                            settings=settings, wait=args.wait, allow_dirty=args.allow_dirty)
     except DirtyTreeError as err:
         print(f"refusing to run: {err}", file=sys.stderr)
         return 2

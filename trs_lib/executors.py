@@ -1,0 +1,492 @@
+"""Where the grid's cells run: this process, or jobs of a Slurm cluster through submitit.
+
+``python -m trs_lib.reproduce --executor local`` runs the cells one after another in the driver's
+process. ``--executor slurm`` hands every missing cell to Slurm as a `submitit` job: the
+trainings as one job array, the evaluations of each training as one array that starts after its
+training succeeded (``--dependency=afterok``), so a table is one submission and the driver exits
+once it has submitted (``--wait`` waits for the jobs and prints their summary). Every job runs
+:func:`trs_lib.reproduce.run_cell`, the same code as the local driver: it writes its own record
+atomically, and its executed notebook beside it.
+
+Idempotence on a cluster. Submitted jobs are kept in a ledger, ``runs/slurm/ledger.json`` (cell
+name -> job id, log paths). Before submitting, the driver asks Slurm (``squeue``) for the state
+of every job in the ledger: a cell with a record is done and never submitted; a cell whose job is
+pending or running is left alone; a cell whose job ended without a record failed (its error and
+log path go to the summary) and is submitted again. A training preempted or stopped at its time
+limit is requeued by submitit (``checkpoint``), and resumes from its last epoch checkpoint under
+``runs/``, as a rerun of the local driver does.
+
+``--executor submitit-local`` runs the same jobs as local subprocesses with submitit's
+``LocalExecutor`` (no Slurm needed; the driver waits for each training before submitting its
+evaluations): the tests use it on machines without Slurm.
+"""
+from __future__ import annotations
+
+import datetime
+import getpass
+import os
+import re
+import shutil
+import subprocess
+import time
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .atomic import CorruptFileError, atomic_write_json, read_json
+
+__all__ = ["EXECUTORS", "SlurmSettings", "parse_time", "check_mem", "parse_extra", "load_config",
+           "check_cluster", "CellJob", "Ledger", "submit", "LIVE_STATES", "ExecutorError"]
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+# Slurm job states in which a job still holds its cell (it will run, runs, or is being requeued).
+LIVE_STATES = frozenset({"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED",
+                         "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED", "STAGE_OUT",
+                         "SIGNALING", "RESV_DEL_HOLD", "STOPPED"})
+# sbatch options the driver sets itself: --slurm-extra may not override them.
+_OWN_OPTIONS = frozenset({"dependency", "array", "output", "error", "job-name", "partition", "time",
+                          "mem", "gpus-per-node", "cpus-per-task", "signal", "open-mode"})
+_TIME_FORMATS = ("MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS")
+
+
+class ExecutorError(ValueError):
+    """Bad executor settings or no usable Slurm: raised before anything is submitted."""
+
+
+# ---------------------------------------------------------------------- settings
+def parse_time(value) -> int:
+    """A Slurm time limit (``--time``) in whole minutes, rounded up.
+
+    Slurm's formats: ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``.
+    """
+    s = str(value).strip()
+    minutes, ok = 0, False
+    if m := re.fullmatch(r"(\d+)-(\d+)(?::(\d+))?(?::(\d+))?", s):
+        d, h, mi, se = (int(x or 0) for x in m.groups())
+        ok = h < 24 and mi < 60 and se < 60
+        minutes = d * 1440 + h * 60 + mi + (se > 0)
+    elif m := re.fullmatch(r"(\d+)(?::(\d+))?(?::(\d+))?", s):
+        parts = [int(x) for x in m.groups() if x is not None]
+        h, mi, se = {1: (0, parts[0], 0), 2: (0, *parts), 3: tuple(parts)}[len(parts)]
+        ok = se < 60 and (len(parts) < 3 or mi < 60)
+        minutes = h * 60 + mi + (se > 0)
+    if ok and minutes > 0:
+        return minutes
+    raise ExecutorError(f"invalid time limit {value!r}: use one of Slurm's formats "
+                        f"{', '.join(_TIME_FORMATS)} (e.g. 30, 4:00:00, 2-00:00:00), above zero")
+
+
+def check_mem(value) -> str:
+    """A Slurm memory request (``--mem``): a whole number with an optional unit K, M, G or T."""
+    s = str(value).strip().upper().removesuffix("B")
+    if not re.fullmatch(r"[1-9]\d*[KMGT]?", s):
+        raise ExecutorError(f"invalid memory {value!r}: a whole number with an optional unit "
+                            "K, M, G or T, e.g. 16G or 4000M")
+    return s
+
+
+def parse_extra(items) -> dict:
+    """``--slurm-extra KEY=VALUE ...`` (sbatch's long options without ``--``) as a dict; a bare
+    ``KEY`` is a flag."""
+    out = {}
+    for item in items or ():
+        key, sep, val = str(item).lstrip("-").partition("=")
+        key = key.strip()
+        if not re.fullmatch(r"[a-z][a-z0-9_-]*", key):
+            raise ExecutorError(f"invalid --slurm-extra item {item!r}: use sbatch's long option "
+                                "names as KEY=VALUE, e.g. account=myproj qos=high")
+        if key.replace("_", "-") in _OWN_OPTIONS:
+            raise ExecutorError(f"--slurm-extra {key!r}: the driver sets this option itself; "
+                                f"use its own flag (--partition, --time, --mem, --gpus-per-job, "
+                                f"--cpus-per-job) or leave it out")
+        out[key.replace("-", "_")] = val if sep else True
+    return out
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """What every job asks Slurm for (``--slurm-config`` file, then the command line)."""
+
+    partition: str | None = None      # None: the cluster's default partition
+    gpus_per_job: int = 0
+    cpus_per_job: int = 2
+    time: str = "24:00:00"            # per job; a training that reaches it is requeued and resumes
+    mem: str | None = None            # None: the partition's default
+    extra: dict = field(default_factory=dict)   # further sbatch options
+    array_parallelism: int = 64
+
+    def __post_init__(self):
+        parse_time(self.time)
+        if self.mem is not None:
+            check_mem(self.mem)
+        for name, lo in (("gpus_per_job", 0), ("cpus_per_job", 1), ("array_parallelism", 1)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise ExecutorError(f"invalid {name} {v!r}: a whole number >= {lo}")
+        if self.partition is not None and not re.fullmatch(r"[A-Za-z0-9_.,-]+", self.partition):
+            raise ExecutorError(f"invalid partition {self.partition!r}: a Slurm partition name")
+
+    def sbatch_parameters(self) -> dict:
+        """Parameters of ``submitit.SlurmExecutor``."""
+        p = {"time": parse_time(self.time), "cpus_per_task": self.cpus_per_job,
+             "array_parallelism": self.array_parallelism}
+        if self.partition:
+            p["partition"] = self.partition
+        if self.gpus_per_job:
+            p["gpus_per_node"] = self.gpus_per_job
+        if self.mem:
+            p["mem"] = check_mem(self.mem)
+        extra = {"kill-on-invalid-dep": "yes", **{k.replace("_", "-"): v
+                                                  for k, v in self.extra.items()}}
+        p["additional_parameters"] = {k.replace("-", "_"): v for k, v in extra.items()}
+        return p
+
+    def sbatch_flags(self) -> list[str]:
+        """The same settings as sbatch flags (for ``sbatch --test-only``)."""
+        p = self.sbatch_parameters()
+        flags = [f"--time={p['time']}", f"--cpus-per-task={p['cpus_per_task']}"]
+        if "partition" in p:
+            flags.append(f"--partition={p['partition']}")
+        if "gpus_per_node" in p:
+            flags.append(f"--gpus-per-node={p['gpus_per_node']}")
+        if "mem" in p:
+            flags.append(f"--mem={p['mem']}")
+        for k, v in p["additional_parameters"].items():
+            k = k.replace("_", "-")
+            flags.append(f"--{k}" if v is True else f"--{k}={v}")
+        return flags
+
+
+def load_config(path) -> dict:
+    """A Slurm settings file (TOML): top-level keys or a ``[slurm]`` table with the fields of
+    :class:`SlurmSettings` (``extra`` a table of sbatch options)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ExecutorError(f"Slurm config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ExecutorError(f"Slurm config file {path} is not valid TOML: {err}") from None
+    data = data.get("slurm", data)
+    allowed = {f.name for f in fields(SlurmSettings)}
+    bad = sorted(set(data) - allowed)
+    if bad:
+        raise ExecutorError(f"Slurm config file {path}: unknown keys {bad}; allowed: {sorted(allowed)}")
+    if "extra" in data:
+        data["extra"] = parse_extra(f"{k}={v}" for k, v in data["extra"].items())
+    return data
+
+
+def check_cluster(settings: SlurmSettings, which=shutil.which, run=subprocess.run) -> None:
+    """One clear error before anything is submitted: no Slurm client, an unknown partition, or
+    settings the cluster refuses (``sbatch --test-only``: time limit above the partition's,
+    GPUs it does not have, ...)."""
+    missing = [c for c in ("sbatch", "squeue", "sinfo") if which(c) is None]
+    if missing:
+        raise ExecutorError(f"--executor slurm needs Slurm's commands, and {', '.join(missing)} "
+                            f"{'is' if len(missing) == 1 else 'are'} not on PATH; run on a "
+                            "Slurm login node, or use --executor local")
+    res = run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True, timeout=60)
+    if res.returncode != 0:
+        raise ExecutorError(f"sinfo failed, is the Slurm controller reachable? {res.stderr.strip()}")
+    partitions = sorted({p.strip() for p in res.stdout.split() if p.strip()})
+    if settings.partition and settings.partition not in partitions:
+        raise ExecutorError(f"unknown partition {settings.partition!r}; this cluster's "
+                            f"partitions: {partitions}")
+    res = run(["sbatch", "--test-only", *settings.sbatch_flags(), "--wrap", "true"],
+              capture_output=True, text=True, timeout=60)
+    if res.returncode != 0:
+        raise ExecutorError(f"Slurm refuses these job settings ({' '.join(settings.sbatch_flags())}): "
+                            f"{res.stderr.strip() or res.stdout.strip()}")
+
+
+# ---------------------------------------------------------------------- the job
+try:
+    from submitit.helpers import Checkpointable as _Checkpointable
+except ImportError:  # pragma: no cover - submitit is in requirements.txt
+    _Checkpointable = object
+
+
+class CellJob(_Checkpointable):
+    """One grid cell as a submitit job: :func:`trs_lib.reproduce.run_cell` in the project.
+
+    On preemption or at the time limit submitit calls ``checkpoint`` (inherited), which
+    requeues the same call; a training then resumes from its last epoch checkpoint in
+    ``runs/<cell>/``, an evaluation starts again.
+    """
+
+    def __call__(self, cell, scale_name, device, project, results_root, runs_root, runner=None):
+        os.chdir(project)
+        os.environ["TRS_RESULTS_DIR"] = str(results_root)
+        os.environ["TRS_RUNS_DIR"] = str(runs_root)
+        from .reproduce import run_cell
+        path = run_cell(cell, runner, Path(results_root), device, scale_name,
+                        log=lambda m: print(m, flush=True))
+        print(f"record: {path}", flush=True)
+        return str(path)
+
+
+# ---------------------------------------------------------------------- the ledger
+class Ledger:
+    """``runs/slurm/ledger.json``: the jobs the driver submitted, by cell name (atomic writes)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.jobs = {}
+        if self.path.is_file():
+            try:
+                self.jobs = read_json(self.path).get("jobs", {})
+            except (CorruptFileError, ValueError):
+                self.jobs = {}  # a lost ledger: jobs still queued are found again by squeue's names
+
+    def save(self):
+        atomic_write_json(self.path, {"jobs": self.jobs})
+
+    def get(self, name):
+        return self.jobs.get(name)
+
+    def add(self, name, entry):
+        self.jobs[name] = entry
+
+
+def _slurm_states(job_ids, run=subprocess.run) -> dict:
+    """``{job id: state}`` for the given ids that Slurm still knows (``squeue`` shows pending,
+    running and recently ended jobs; array tasks one per line)."""
+    if not job_ids:
+        return {}
+    res = run(["squeue", "-h", "-r", "-t", "all", "-u", getpass.getuser(), "-o", "%i|%T"],
+              capture_output=True, text=True, timeout=60)
+    if res.returncode != 0:
+        raise ExecutorError(f"squeue failed: {res.stderr.strip()}")
+    known = {}
+    for line in res.stdout.splitlines():
+        jid, _, state = line.strip().partition("|")
+        known[jid] = state.strip().split()[0] if state.strip() else "UNKNOWN"
+    return {j: known[j] for j in job_ids if j in known}
+
+
+def job_error(entry) -> str:
+    """The error of a job that ended without a record: the exception its cell raised (from
+    submitit's result file), else the last lines of its log."""
+    from submitit.core.utils import JobPaths, pickle_load
+    paths = JobPaths(entry["folder"], entry["job_id"], 0)
+    if paths.result_pickle.exists():
+        try:
+            outcome, payload = pickle_load(paths.result_pickle)
+        except Exception as err:  # noqa: BLE001 - a truncated result file is reported as such
+            return f"unreadable result file {paths.result_pickle}: {err}"
+        if outcome == "error":
+            lines = [ln for ln in str(payload).strip().splitlines() if ln.strip()]
+            return lines[-1].strip()[:500] if lines else "error"
+        return "the job finished but wrote no record"
+    for log in (paths.stderr, paths.stdout):
+        if log.exists():
+            lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+            if lines:
+                return f"no result; the log ends with: {lines[-1].strip()[:300]}"
+    return "the job never started (cancelled, or its dependency failed)"
+
+
+# ---------------------------------------------------------------------- submitting
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+class _SlurmBackend:
+    dependencies = True
+
+    def __init__(self, folder, settings: SlurmSettings):
+        import submitit
+        self.ex = submitit.SlurmExecutor(folder=folder)
+        self.base = settings.sbatch_parameters()
+
+    def submit(self, job_name, calls, dependency=None):
+        params = dict(self.base, job_name=job_name)
+        if dependency:
+            params["dependency"] = f"afterok:{dependency}"
+        self.ex.update_parameters(**params)
+        fn = CellJob()
+        return self.ex.map_array(fn, *zip(*calls))
+
+    def states(self, job_ids):
+        return _slurm_states(job_ids)
+
+
+class _LocalBackend:
+    """submitit's LocalExecutor: subprocesses of this machine, no dependencies (the driver waits)."""
+
+    dependencies = False
+
+    def __init__(self, folder, settings: SlurmSettings):
+        import submitit
+        self.ex = submitit.LocalExecutor(folder=folder)
+        self.ex.update_parameters(timeout_min=parse_time(settings.time))
+        self.jobs = {}
+
+    def submit(self, job_name, calls, dependency=None):
+        fn = CellJob()
+        jobs = [self.ex.submit(fn, *call) for call in calls]
+        for j in jobs:
+            self.jobs[j.job_id] = j
+        return jobs
+
+    def states(self, job_ids):
+        out = {}
+        for jid in job_ids:
+            job = self.jobs.get(jid)
+            if job is not None and not job.done():
+                out[jid] = "RUNNING"
+        return out
+
+
+def _backend(executor, folder, settings):
+    if executor == "slurm":
+        return _SlurmBackend(folder, settings)
+    if executor == "submitit-local":
+        return _LocalBackend(folder, settings)
+    raise ExecutorError(f"unknown executor {executor!r}; valid executors: {list(EXECUTORS)}")
+
+
+def submit(todo, scale_name, executor="slurm", settings=None, root=None, device="auto",
+           runner=None, wait=False, poll_s=10.0, log=print) -> dict:
+    """Submit the cells of ``todo`` (cells without a record) as jobs; returns the driver's summary.
+
+    ``{"submitted": {cell: job id}, "running": {cell: job id}, "ran": [...], "failed":
+    {cell: "error; log: path"}, "skipped": [...], "logs": {cell: path}}``; ``ran`` and this
+    submission's ``failed`` are filled when ``wait`` (always for ``submitit-local``).
+    """
+    from .paths import project_root, results_dir, runs_dir
+    from .reproduce import run_dir
+    from .results import notebook_path, record_path
+
+    settings = settings or SlurmSettings()
+    if executor not in EXECUTORS or executor == "local":
+        raise ExecutorError(f"unknown executor {executor!r} for job submission; valid: "
+                            f"{[e for e in EXECUTORS if e != 'local']}")
+    if executor == "slurm":
+        check_cluster(settings)
+    results_root = Path(root or results_dir()).resolve()
+    runs_root = runs_dir().resolve()
+    folder = runs_root / "slurm" / "jobs" / "%j"
+    ledger = Ledger(runs_root / "slurm" / "ledger.json")
+    backend = _backend(executor, folder, settings)
+    summary = {"submitted": {}, "running": {}, "ran": [], "failed": {}, "skipped": [], "logs": {}}
+
+    # 1. what the ledger knows: jobs still live keep their cells; ended ones without a record failed
+    todo = list(todo)
+    tracked = {c.name: ledger.get(c.name) for c in todo if ledger.get(c.name)}
+    states = backend.states([e["job_id"] for e in tracked.values()])
+    for c in todo:
+        entry = tracked.get(c.name)
+        if entry is None:
+            continue
+        state = states.get(entry["job_id"])
+        if state in LIVE_STATES:
+            summary["running"][c.name] = entry["job_id"]
+            log(f"  {state.lower():9s} {c.kind:5s} {c.name} (job {entry['job_id']}, log "
+                f"{entry['stdout']})")
+        elif not record_path(c, results_root).is_file():
+            err = job_error(entry)
+            log(f"  earlier job {entry['job_id']} of {c.name} ended without a record "
+                f"({state or 'no longer queued'}): {err}; log: {entry['stdout']}; submitting again")
+    to_submit = [c for c in todo if c.name not in summary["running"]]
+    if not to_submit:
+        log(f"nothing submitted: all {len(summary['running'])} missing cells have jobs pending "
+            "or running" + ("" if wait else "; rerun this command after they finish"))
+        if wait:
+            _wait_for(backend, list(summary["running"].values()), poll_s)
+            finish(todo, ledger, results_root, summary, log)
+        return summary
+
+    def call(c):
+        return (c, scale_name, device, str(project_root()), str(results_root), str(runs_root),
+                runner)
+
+    def record(cells, jobs, kind, dependency=None):
+        for c, job in zip(cells, jobs):
+            entry = {"job_id": str(job.job_id), "kind": kind, "folder": str(folder),
+                     "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
+                     "notebook": str(notebook_path(c, results_root)), "submitted": _now(),
+                     "executor": executor, "after": dependency}
+            ledger.add(c.name, entry)
+            summary["submitted"][c.name] = entry["job_id"]
+            summary["logs"][c.name] = entry["stdout"]
+            dep = f", after job {dependency}" if dependency else ""
+            log(f"  submitted {kind:5s} {c.name} as job {job.job_id}{dep}\n"
+                f"            log {entry['stdout']}\n            notebook {entry['notebook']}")
+        ledger.save()
+
+    # 2. the trainings: one array
+    trains = [c for c in to_submit if c.kind == "train"]
+    jobs_of = {}
+    if trains:
+        jobs = backend.submit("trs-train", [call(c) for c in trains])
+        record(trains, jobs, "train")
+        jobs_of.update({c.name: j for c, j in zip(trains, jobs)})
+
+    # 3. the evaluations: one array per training, after it (afterok)
+    groups = {}
+    for c in to_submit:
+        if c.kind != "eval":
+            continue
+        dep = None
+        if c.train.name in jobs_of:
+            dep = str(jobs_of[c.train.name].job_id)
+        elif c.train.name in summary["running"]:
+            dep = summary["running"][c.train.name]
+        groups.setdefault(dep, []).append(c)
+    for dep, cells in groups.items():
+        if dep is not None and not backend.dependencies:
+            _wait_for(backend, [dep], poll_s)
+            train = cells[0].train
+            if not record_path(train, results_root).is_file():
+                summary["skipped"].extend(c.name for c in cells)
+                log(f"  not submitted: {len(cells)} evaluation(s) of {train.name}, its training "
+                    "failed")
+                continue
+            dep = None
+        jobs = backend.submit("trs-eval", [call(c) for c in cells], dependency=dep)
+        record(cells, jobs, "eval", dep)
+
+    log(f"submitted {len(summary['submitted'])} jobs; {len(summary['running'])} cells already "
+        f"had jobs; ledger: {ledger.path}")
+    if wait or not backend.dependencies:
+        ids = list(summary["submitted"].values()) + list(summary["running"].values())
+        log(f"waiting for {len(ids)} jobs ...")
+        _wait_for(backend, ids, poll_s)
+        finish(todo, ledger, results_root, summary, log)
+    return summary
+
+
+def _wait_for(backend, job_ids, poll_s):
+    while any(s in LIVE_STATES for s in backend.states(list(job_ids)).values()):
+        time.sleep(poll_s)
+
+
+def finish(cells, ledger, results_root, summary, log=print) -> dict:
+    """After the jobs ended: which cells now have records, which failed (error + log path), which
+    were skipped because their training failed."""
+    from .results import record_path
+    summary["running"] = {}
+    failed_trains = set()
+    for c in cells:
+        if c.name in summary["skipped"]:
+            continue
+        entry = ledger.get(c.name)
+        if record_path(c, results_root).is_file():
+            summary["ran"].append(c.name)
+        elif entry is None:
+            continue
+        elif c.kind == "eval" and c.train.name in failed_trains:
+            summary["skipped"].append(c.name)
+        else:
+            summary["failed"][c.name] = f"{job_error(entry)}; log: {entry['stdout']}"
+            if c.kind == "train":
+                failed_trains.add(c.name)
+    for name, err in summary["failed"].items():
+        log(f"  FAILED {name}: {err}")
+    for name in summary["skipped"]:
+        log(f"  skipped {name}: its training failed")
+    log(f"{len(summary['ran'])} cells have their records; {len(summary['failed'])} failed, "
+        f"{len(summary['skipped'])} skipped")
+    return summary
