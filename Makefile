@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: book test venv clean mathjax dashboard
+.PHONY: book test venv clean mathjax dashboard repro-check
 
 # MathJax 3, served from the built site so that formulas render with no network at view time.
 MATHJAX_VERSION := 3.2.2
@@ -36,6 +36,11 @@ book: $(STAMP) $(MATHJAX) dashboard
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest --nbval --nbval-sanitize-with tests/sanitize.cfg -q tests notebooks
+
+# Not in CI: retrain one committed TRS cell from this commit and check its clean and worst-case
+# accuracy against the committed record's intervals (report: results/repro_check.md; ~10 min).
+repro-check: $(STAMP)
+	$(VENV)/bin/python -m trs_lib.repro_check
 
 clean:
 	rm -rf _build

@@ -125,3 +125,19 @@ def test_driver_cli_refuses_a_dirty_tree(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(D, "run_cell", lambda *a, **k: ran.append(a) or Path("x"))
     assert D.main(["--tables", "fig2"]) == 2
     assert "trs_lib/changed.py" in capsys.readouterr().err and not ran
+
+
+# ---------------------------------------------------------------- make repro-check
+def test_repro_check_compare_and_missing_record(tmp_path, monkeypatch):
+    from trs_lib import repro_check
+    old = {"metrics": {"n_test": 100, "clean_accuracy": 0.95, "rows": [
+        {"key": "worst_case:linf/eps=0.1", "accuracy": 0.6, "ci95": [0.5, 0.69], "correct": "1" * 60 + "0" * 40},
+        {"key": "worst_case:linf/eps=0.2", "accuracy": 0.1, "correct": "1" * 10 + "0" * 90}]}}
+    new = {"metrics": {"n_test": 100, "clean_accuracy": 0.96, "rows": [
+        {"key": "worst_case:linf/eps=0.1", "accuracy": 0.62, "correct": "1" * 62 + "0" * 38},
+        {"key": "worst_case:linf/eps=0.2", "accuracy": 0.3, "correct": "1" * 30 + "0" * 70}]}}
+    rows = repro_check.compare(old, new)
+    assert [r["inside"] for r in rows] == [True, True, False]  # 0.3 is outside Wilson(10, 100)
+    assert rows[1]["points_changed"] == 2 and rows[2]["points_changed"] == 20
+    monkeypatch.setenv("TRS_RESULTS_DIR", str(tmp_path))
+    assert repro_check.main(["--column", "trs"]) == 2  # nothing committed to check against
