@@ -103,10 +103,10 @@ def bootstrap_mean(values, confidence: float = 0.95, n_boot: int = N_BOOT,
         res = bootstrap((arr[0],), np.mean, confidence_level=confidence, n_resamples=n_boot,
                         method="percentile", random_state=rng, vectorized=True)
         return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
-    # mean of arr[seeds*][:, points*] = (seed counts) @ arr @ (point counts) / (s p)
-    cs = rng.multinomial(s, np.full(s, 1 / s), size=n_boot)
-    cp = rng.multinomial(p, np.full(p, 1 / p), size=n_boot)
-    draws = np.einsum("bs,sp,bp->b", cs, arr, cp) / (s * p)
+    # mean of arr[seeds*][:, points*]: the seed counts weight the rows, then the drawn points
+    cs = rng.multinomial(s, np.full(s, 1 / s), size=n_boot) / s          # (draws, seeds)
+    points = rng.integers(0, p, size=(n_boot, p))                       # (draws, points)
+    draws = np.take_along_axis(cs @ arr, points, axis=1).mean(axis=1)
     lo, hi = np.quantile(draws, [alpha, 1 - alpha])
     return mean, float(lo), float(hi)
 
