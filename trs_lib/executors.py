@@ -237,7 +237,7 @@ class Ledger:
             try:
                 self.jobs = read_json(self.path).get("jobs", {})
             except (CorruptFileError, ValueError):
-                self.jobs = {}  # a lost ledger: jobs still queued are found again by squeue's names
+                self.jobs = {}  # unreadable: treated as empty (the runbook: scancel the grid's jobs first)
 
     def save(self):
         atomic_write_json(self.path, {"jobs": self.jobs})
@@ -356,7 +356,6 @@ def submit(todo, scale_name, executor="slurm", settings=None, root=None, device=
     submission's ``failed`` are filled when ``wait`` (always for ``submitit-local``).
     """
     from .paths import project_root, results_dir, runs_dir
-    from .reproduce import run_dir
     from .results import notebook_path, record_path
 
     settings = settings or SlurmSettings()
