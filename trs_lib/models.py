@@ -84,8 +84,15 @@ class ResNet20(nn.Module):
 class SmallCNN(nn.Module):
     """Two conv layers and two dense layers: the CPU-scale model for 28x28 digits."""
 
-    def __init__(self, in_channels=1, num_classes=10, mean=(0.0,), std=(1.0,), size=28, width=16):
+    def __init__(self, in_channels=1, num_classes=10, mean=(0.0,), std=(1.0,), size=28, width=16,
+                 activation="relu"):
         super().__init__()
+        # activation "softplus" / "gelu": a twice-differentiable variant (with average pooling) whose
+        # input-Hessian, hence the smoothness beta of the theory chapter, is finite
+        if activation not in SMOOTH_ACTIVATIONS and activation != "relu":
+            raise ValueError(f"unknown activation {activation!r}; valid: "
+                             f"{['relu', *SMOOTH_ACTIVATIONS]}")
+        self.activation = activation
         self.normalize = Normalize(mean, std)
         self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1)
         self.conv2 = nn.Conv2d(width, 2 * width, 3, 1, 1)
@@ -94,6 +101,11 @@ class SmallCNN(nn.Module):
 
     def features(self, x):
         """Penultimate representation, shape (B, 128)."""
+        if self.activation != "relu":
+            act = SMOOTH_ACTIVATIONS[self.activation]
+            out = F.avg_pool2d(act(self.conv1(self.normalize(x))), 2)
+            out = F.avg_pool2d(act(self.conv2(out)), 2)
+            return act(self.fc1(out.flatten(1)))
         out = F.max_pool2d(F.relu(self.conv1(self.normalize(x))), 2)
         out = F.max_pool2d(F.relu(self.conv2(out)), 2)
         return F.relu(self.fc1(out.flatten(1)))
@@ -102,7 +114,8 @@ class SmallCNN(nn.Module):
         return self.fc2(self.features(x))
 
 
-ARCHS = ("resnet20", "small_cnn")
+SMOOTH_ACTIVATIONS = {"softplus": F.softplus, "gelu": F.gelu}
+ARCHS = ("resnet20", "small_cnn", "small_cnn_softplus", "small_cnn_gelu")
 
 
 def build(arch: str, dataset: str = "mnist5k") -> nn.Module:
@@ -112,6 +125,9 @@ def build(arch: str, dataset: str = "mnist5k") -> nn.Module:
     d = info(dataset)
     if arch == "resnet20":
         return ResNet20(d.channels, d.num_classes, d.mean, d.std)
+    if arch.startswith("small_cnn_"):
+        return SmallCNN(d.channels, d.num_classes, d.mean, d.std, d.size,
+                        activation=arch[len("small_cnn_"):])
     return SmallCNN(d.channels, d.num_classes, d.mean, d.std, d.size)
 
 

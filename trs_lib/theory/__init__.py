@@ -26,14 +26,19 @@ finite *support* (the toy models of the theory chapter) they are exact. Where th
 statement and its proof disagree, the bound functions follow the proof; ``book/errata.md``
 lists each case with the check that shows it.
 """
-from . import bounds, definitions, estimators, exact
+from . import bounds, checks, definitions, estimators, exact, validity
 from .bounds import *  # noqa: F401,F403
 from .bounds import __all__ as _bounds_all
+from .checks import *  # noqa: F401,F403
+from .checks import __all__ as _checks_all
 from .definitions import *  # noqa: F401,F403
 from .definitions import __all__ as _definitions_all
 from .estimators import *  # noqa: F401,F403
 from .estimators import __all__ as _estimators_all
 from .exact import *  # noqa: F401,F403
 from .exact import __all__ as _exact_all
+from .validity import *  # noqa: F401,F403
+from .validity import __all__ as _validity_all
 
-__all__ = [*_definitions_all, *_bounds_all, *_estimators_all, *_exact_all]
+__all__ = [*_definitions_all, *_bounds_all, *_estimators_all, *_exact_all, *_validity_all,
+           *_checks_all]

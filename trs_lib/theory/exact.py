@@ -3,6 +3,8 @@ toy data of the theory chapter.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = [
@@ -12,6 +14,8 @@ __all__ = [
     "binary_linear_model",
     "binary_linear_attack",
     "toy_mixture",
+    "linear_softmax_model",
+    "main_text_counterexample",
 ]
 
 
@@ -94,3 +98,71 @@ def toy_mixture(n: int, means, std: float = 1.0, *, generator: torch.Generator |
         xs.append(mu + std * torch.randn(n, means.shape[1], generator=generator, dtype=dtype))
         ys.append(torch.full((n,), k, dtype=torch.long))
     return torch.cat(xs), torch.cat(ys)
+
+
+def linear_softmax_model(W, b=None, dtype=torch.float64) -> torch.nn.Linear:
+    """The linear softmax model ``x -> W x + b`` (logits) as an ``nn.Linear``; ``b`` defaults to 0."""
+    W = torch.as_tensor(W, dtype=dtype)
+    if W.dim() != 2:
+        raise ValueError(f"W must be a (classes, inputs) matrix, got shape {tuple(W.shape)}")
+    b = torch.zeros(W.shape[0], dtype=dtype) if b is None else torch.as_tensor(b, dtype=dtype)
+    if b.shape != (W.shape[0],):
+        raise ValueError(f"b must have shape ({W.shape[0]},), got {tuple(b.shape)}")
+    model = torch.nn.Linear(W.shape[1], W.shape[0]).to(dtype)
+    with torch.no_grad():
+        model.weight.copy_(W)
+        model.bias.copy_(b)
+    return model
+
+
+def main_text_counterexample(a: float = math.sqrt(0.02), margin_f: float | None = None,
+                             c: float = 0.01, d: float = 0.1, e: float = 0.03,
+                             margin_g: float = 0.012, epsilon: float = 1.0) -> dict:
+    """A distribution on which Theorem 1 *as printed in Sec. 2.2.2* (with the upper similarity
+    ``S_upper``) is false, while the appendix form (Eq. B.38, ``S_lower``) holds.
+
+    Two 3-class linear softmax models in the plane, ``P_x`` = the single point ``x0 = (0.99, 0)``
+    with label 0, ``epsilon = 1``:
+
+    * ``F``: ``w_0 = 0, w_1 = w_2 = -a e_1``, biases so that ``z_1 - z_0 = -margin_f`` at ``x0``.
+      ``l_F(x, 0)`` depends on ``x_1`` only and decreases in it, so the exact Definition-1
+      maximiser is ``x^A = x0 - epsilon e_1`` (closed form, no solver). ``F``'s input gradients
+      are ``-(p_1 + p_2) a e_1`` (label 0) and ``a p_0 e_1`` (labels 1, 2): always along ``e_1``.
+    * ``G``: ``w_0 = 0, w_1 = (-c, d), w_2 = (-c, -e)`` with ``c, d, e > 0``, the margin of
+      class 0 over class 1 at ``x0`` is ``margin_g > c`` (so the attack, which raises ``z_1 - z_0``
+      by ``c epsilon``, does not flip ``G``: true transferability 0).
+    * Over the whole plane ``(p_0, p_1, p_2)`` of ``G`` ranges over the open simplex, and the
+      cosine of the two models' loss gradients is, for label 0, ``c (p_1 + p_2) / ||.||``, equal
+      to 1 where ``p_1 d = p_2 e``; for labels 1, 2 it is ``p_0 c / ||.|| > 0``, tending to 0 as
+      ``p_0 -> 0``. Hence exactly ``S_upper = 1`` (Definition 5, attained) and ``S_lower = 0``
+      (Definition 4, an infimum).
+    * ``beta = max_{j,k} ||w_j - w_k||^2 / 4`` over both models
+      (:func:`linear_softmax_smoothness`, a valid smoothness constant): ``a^2 / 4 = 0.005``.
+
+    Returns the models, ``x, y, x_adv``, the exact ``terms`` (:func:`bound_terms` on the one-point
+    support, with the exact similarities) and ``bounds`` (:func:`bounds_from_terms`):
+    ``bounds["lower_main_text"]`` is about 0.95 while ``terms["transferability"]`` is 0.
+    """
+    from .estimators import bound_terms, bounds_from_terms
+
+    margin_f = 0.98 * a if margin_f is None else margin_f
+    if not (a > 0 and c > 0 and d > 0 and e > 0):
+        raise ValueError(f"a, c, d, e must be > 0, got {(a, c, d, e)}")
+    if not 0 < margin_f < a * epsilon:
+        raise ValueError(f"margin_f must be in (0, a epsilon) = (0, {a * epsilon}) so that the "
+                         f"attack flips F, got {margin_f}")
+    if not margin_g > c * epsilon:
+        raise ValueError(f"margin_g must exceed c epsilon = {c * epsilon} so that G is not "
+                         f"flipped, got {margin_g}")
+    x = torch.tensor([[0.99, 0.0]], dtype=torch.float64)
+    y = torch.tensor([0])
+    model_f = linear_softmax_model([[0.0, 0.0], [-a, 0.0], [-a, 0.0]],
+                                   [0.0, 0.99 * a - margin_f, 0.99 * a - margin_f - 3.0])
+    model_g = linear_softmax_model([[0.0, 0.0], [-c, d], [-c, -e]],
+                                   [0.0, 0.99 * c - margin_g, 0.99 * c - margin_g - 3.0])
+    x_adv = x - torch.tensor([[epsilon, 0.0]], dtype=torch.float64)
+    beta = max(linear_softmax_smoothness(model_f), linear_softmax_smoothness(model_g))
+    terms = bound_terms(model_f, model_g, x, y, x_adv, epsilon, beta=beta,
+                        S_lower=0.0, S_upper=1.0)
+    return {"model_f": model_f, "model_g": model_g, "x": x, "y": y, "x_adv": x_adv,
+            "epsilon": epsilon, "beta": beta, "terms": terms, "bounds": bounds_from_terms(terms)}
