@@ -17,15 +17,18 @@ from trs_lib.attacks import apgd as APGD
 from trs_lib.attacks import cw as CW
 from trs_lib.attacks.testing import LogProbs, linear_model, quick_model, test_points
 
-LINF = ("fgsm", "bim", "pgd", "mim", "ila", "apgd_ce", "apgd_dlr")
+LINF = ("fgsm", "bim", "pgd", "mim", "ila", "apgd_ce", "apgd_dlr", "apgd_t", "square", "reweigh")
+#: the L2 attacks and their fast settings (eps set by each test)
+L2 = {"pgd_l2": dict(steps=5), "apgd_ce": dict(steps=10, norm="L2"), "apgd_t": dict(steps=10, n_targets=2, norm="L2"),
+      "square": dict(n_queries=40, norm="L2"), "reweigh": dict(steps=10, norm="L2"), "ddn": dict(steps=20)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def model():
-    return quick_model()
+    return quick_model()  # a fresh copy per test: no test can leak a mode or weights into another
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def points(model):
     x, y = test_points(48)
     with torch.no_grad():
@@ -40,8 +43,12 @@ def _acc(model, x, y):
 
 def _linf_kwargs(name, eps):
     kw = {"eps": eps}
-    if name in ("apgd_ce", "apgd_dlr"):
+    if name in ("apgd_ce", "apgd_dlr", "reweigh"):
         kw["steps"] = 20
+    if name == "apgd_t":
+        kw.update(steps=10, n_targets=2)
+    if name == "square":
+        kw["n_queries"] = 40
     return kw
 
 
@@ -102,6 +109,22 @@ def test_unbounded_attacks_stay_in_box(name, kw, model, points):
     assert out.min() >= 0 and out.max() <= 1
 
 
+@pytest.mark.parametrize("name", sorted(L2))
+def test_l2_attacks_eps_zero_ball_and_box(name, model, points):
+    x, y, _ = points
+    x = x[:12].clone()
+    x[:, :, :3] = 0.0
+    x[:, :, -3:] = 1.0
+    kw = L2[name]
+    assert torch.equal(attacks.get(name)(model, x, y[:12], eps=0.0, **kw), x)
+    eps = 1.0
+    out = attacks.get(name)(model, x, y[:12], eps=eps, **kw)
+    assert out.shape == x.shape and not out.requires_grad
+    assert (out - x).flatten(1).norm(dim=1).max() <= eps + 1e-5
+    assert out.min() >= 0 and out.max() <= 1
+    assert (out != x).any()
+
+
 # ------------------------------------------------------------------------------ strength
 STRENGTH = [
     ("fgsm", dict(eps=0.2)),
@@ -113,6 +136,12 @@ STRENGTH = [
     ("ila", dict(eps=0.2)),
     ("cw", dict(c=10.0, kappa=0.1, steps=60, lr=0.1, stop_on_success=True)),
     ("ead", dict(c=10.0, kappa=0.1, steps=40, binary_search_steps=1, stop_on_success=True)),
+    ("apgd_t", dict(eps=0.2, steps=10, n_targets=2)),
+    ("square", dict(eps=0.3, n_queries=300)),
+    ("reweigh", dict(eps=0.2, steps=20)),
+    ("pgd_l2", dict(eps=2.5, steps=10)),
+    ("apgd_ce-l2", dict(eps=2.5, steps=20, norm="L2")),
+    ("ddn", dict(eps=2.5, steps=40)),
 ]
 
 
@@ -121,7 +150,7 @@ def test_attack_lowers_undefended_accuracy(name, kw, model, points):
     x, y, _ = points
     clean = _acc(model, x, y)
     assert clean >= 0.8
-    adv = _acc(model, attacks.get(name)(model, x, y, **kw), y)
+    adv = _acc(model, attacks.get(name.split("-")[0])(model, x, y, **kw), y)
     assert adv <= clean - 0.4, f"{name}: clean {clean:.2f}, adversarial {adv:.2f}"
 
 
@@ -343,7 +372,7 @@ def test_bad_inputs_raise_value_error(name, case, change, match):
     y = torch.tensor([0, 1, 2, 3])
     x = change.get("x", lambda t: t)(x)
     y = change.get("y", lambda t: t)(y)
-    kw = {"cw": dict(c=1.0), "ead": dict(c=1.0), "jsma": {}}.get(name, dict(eps=0.1))
+    kw = {"cw": dict(c=1.0), "ead": dict(c=1.0), "jsma": {}, "ddn": {}}.get(name, dict(eps=0.1))
     with pytest.raises(ValueError, match=match):
         attacks.get(name)(m, x, y, **kw)
 
@@ -363,6 +392,15 @@ BAD_PARAMS = [
     ("ila", dict(eps=0.1, layer="nope"), "layer"), ("ila", dict(eps=-0.1), "eps"),
     ("apgd_ce", dict(eps=0.1, steps=0), "steps"), ("apgd_ce", dict(eps=0.1, rho=0.0), "rho"),
     ("apgd_dlr", dict(eps=0.1, restarts=0), "restarts"),
+    ("apgd_ce", dict(eps=0.1, norm="L1"), "unknown norm 'L1'.*Linf.*L2"), ("apgd_ce", dict(eps=1.5), "eps=1.5"),
+    ("apgd_ce", dict(eps=float("inf"), norm="L2"), "eps"), ("apgd_t", dict(eps=0.1, n_targets=10), "n_targets"),
+    ("apgd_t", dict(eps=0.1, n_targets=0), "n_targets"), ("apgd_t", dict(eps=-0.1), "eps"),
+    ("pgd_l2", dict(eps=-1.0), "eps"), ("pgd_l2", dict(eps=float("nan")), "eps"),
+    ("square", dict(eps=0.1, n_queries=0), "n_queries"), ("square", dict(eps=0.1, norm="linf"), "norm"),
+    ("square", dict(eps=0.1, p_init=0.0), "p_init"), ("reweigh", dict(eps=0.1, scales=(2.0,)), "scales"),
+    ("reweigh", dict(eps=0.1, scales=()), "scales"), ("reweigh", dict(eps=0.1, output="probs"), "output"),
+    ("reweigh", dict(eps=0.1, loss="mse"), "loss"), ("ddn", dict(gamma=1.0), "gamma"),
+    ("ddn", dict(eps=-1.0), "eps"), ("ddn", dict(steps=0), "steps"),
 ]
 
 
@@ -380,3 +418,90 @@ def test_dlr_needs_three_classes_and_no_target():
         attacks.get("apgd_dlr")(m, x, y, eps=0.1, steps=2)
     with pytest.raises(ValueError, match="targeted"):
         APGD.apgd(m, x, y, eps=0.1, loss="dlr", targeted=True)
+
+
+def test_bad_target_class_is_refused_before_work():
+    m = linear_model(num_classes=10)
+    x, y = torch.rand(2, 2, 3, 3), torch.tensor([0, 12])
+    with pytest.raises(ValueError, match="num_classes=10"):
+        attacks.get("apgd_t")(m, x, y, eps=0.1, steps=2)
+
+
+# ------------------------------------------------------------------------------ new attacks
+def test_targeted_dlr_by_hand():
+    from trs_lib.attacks.apgd_t import dlr_targeted_loss
+    z = torch.tensor([[4.0, 2.0, 1.0, 0.0, -1.0]])
+    y, t = torch.tensor([0]), torch.tensor([2])
+    # -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2) = -(4 - 1) / (4 - (1 + 0) / 2)
+    assert dlr_targeted_loss(z, y, t).item() == pytest.approx(-3.0 / 3.5)
+    assert torch.allclose(dlr_targeted_loss(2 * z + 5, y, t), dlr_targeted_loss(z, y, t))
+
+
+def test_square_schedule_and_bump():
+    from trs_lib.attacks import square as SQ
+    assert SQ.p_selection(0.8, 0, 10000) == 0.8 and SQ.p_selection(0.8, 11, 10000) == 0.4
+    assert SQ.p_selection(0.8, 9000, 10000) == pytest.approx(0.8 / 512)
+    assert SQ.p_selection(0.8, 90, 100) == pytest.approx(0.8 / 512)  # rescaled to the budget
+    d = SQ.pseudo_gaussian(5)
+    assert d.pow(2).sum().item() == pytest.approx(1.0) and d[:2].sum() > 0 > d[2:].sum()
+
+
+def test_square_never_differentiates(model, points):
+    """Square works on a model whose graph is cut (no gradient exists at all)."""
+    x, y, _ = points
+
+    class Cut(torch.nn.Module):
+        def forward(self, inp):
+            with torch.no_grad():
+                return model(inp)
+
+    out = attacks.get("square")(Cut(), x, y, eps=0.3, n_queries=300, generator=torch.Generator().manual_seed(0))
+    assert _acc(model, out, y) <= _acc(model, x, y) - 0.3
+
+
+def test_reweighting_focuses_on_members_still_correct():
+    from trs_lib.attacks.reweigh import Reweighted
+    from trs_lib.ensemble import Ensemble
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, z):
+            super().__init__()
+            self.z = torch.tensor(z)
+
+        def forward(self, x):
+            return self.z.expand(x.shape[0], -1) + 0 * x.flatten(1)[:, :1]
+
+    right, wrong = [3.0, 0.0, 0.0, 0.0], [0.0, 5.0, 0.0, 0.0]
+    ens = Ensemble([Fixed(right), Fixed(wrong)])
+    x, y = torch.zeros(1, 1, 2, 2), torch.tensor([0])
+    out = Reweighted(ens, y, scale=1.0, output="logits")(x)
+    assert torch.allclose(out[:, :4], torch.tensor([right]))          # only the correct member
+    assert torch.allclose(out[:, 4:], ens(x))                         # success judged on the ensemble
+    half = Reweighted(ens, y, scale=0.0, output="logits")(x)[:, :4]
+    assert torch.allclose(half, (torch.tensor([right]) + torch.tensor([wrong])) / 2)
+    lp = Reweighted(ens, y, scale=0.0, output="softmax")(x)[:, :4]
+    assert torch.allclose(lp, ens(x), atol=1e-6)                       # s = 0: the ensemble's output
+
+
+def test_ddn_finds_smaller_perturbations_than_its_budget(model, points):
+    x, y, ok = points
+    x, y = x[ok][:12], y[ok][:12]
+    out = attacks.get("ddn")(model, x, y, steps=60)
+    fooled = model(out).argmax(1) != y
+    assert fooled.float().mean() >= 0.9
+    pgd = attacks.get("pgd_l2")(model, x, y, eps=3.0, steps=20, generator=torch.Generator().manual_seed(0))
+    both = fooled & (model(pgd).argmax(1) != y)
+    assert ((out - x).flatten(1).norm(dim=1)[both] <= (pgd - x).flatten(1).norm(dim=1)[both] + 1e-4).all()
+
+
+def test_ila_starts_at_x_and_best_of_is_no_weaker():
+    from trs_lib import evaluate as E
+    from trs_lib.attacks.testing import quick_ensemble
+    ens = quick_ensemble()
+    x, y = test_points(24)
+    r = E.ila_table(ens, x, y, eps=0.15, steps=5, progress=False)
+    assert r["layer"] == "conv2"
+    for k, v in r["accuracy_by_model_best"].items():
+        assert v <= min(r["accuracy_by_model"][k], r["accuracy_by_model_guide"][k]) + 1e-9
+    with pytest.raises(ValueError, match="start"):
+        attacks.get("ila")(ens.member(0), x[:2], y[:2], eps=0.1, start="middle")

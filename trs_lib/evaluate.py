@@ -16,18 +16,11 @@ from __future__ import annotations
 import torch
 
 from . import trs as T
+from .worst_case import (_correct, _resolve, _takes, attack_batched, device_of,  # noqa: F401
+                         interval_fields, robust_accuracy, run_batched, worst_case)
 
 __all__ = ["predict_logits", "clean_accuracy", "member_accuracies", "gradient_cosine",
            "device_of"]
-
-
-def device_of(model: torch.nn.Module) -> torch.device:
-    """The device of a model's first parameter or buffer (CPU for a model with neither)."""
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
 
 
 @torch.no_grad()
@@ -84,129 +77,14 @@ from .attacks import get as get_attack  # noqa: E402
 from .attacks import presets as _presets  # noqa: E402
 
 __all__ += ["run_batched", "attack_batched", "robust_accuracy", "transfer_matrix", "ila_table",
-            "whitebox_table", "evaluate_suite", "SUITES"]
+            "ila_layer_sweep", "cw_convergence", "whitebox_table", "worst_case_table", "worst_case",
+            "evaluate_suite", "SUITES", "WORST_CASE_EPS"]
 
-SUITES = ("whitebox", "audit", "transfer", "ila")
+SUITES = ("whitebox", "audit", "transfer", "ila", "worst_case")
 
-
-def _is_oom(err: BaseException) -> bool:
-    return isinstance(err, torch.cuda.OutOfMemoryError)
-
-
-def run_batched(fn, n: int, batch_size: int, *, min_batch_size: int = 1, progress: bool = False,
-                desc: str | None = None, log=None):
-    """Call ``fn(start, stop)`` over ``range(n)`` in batches; returns ``(outputs, batch size used)``.
-
-    On ``torch.cuda.OutOfMemoryError`` the failing batch is retried with half the batch size
-    (down to ``min_batch_size``, then the error is raised); batches already done are kept.
-    """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    outs, start, bs = [], 0, batch_size
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=n, desc=desc, leave=False)
-    else:
-        bar = None
-    try:
-        while start < n:
-            stop = min(start + bs, n)
-            try:
-                out = fn(start, stop)
-            except Exception as err:  # noqa: BLE001 - only OOM is handled
-                if not _is_oom(err) or bs <= min_batch_size:
-                    raise
-                bs = max(bs // 2, min_batch_size)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                if log is not None:
-                    log(f"CUDA out of memory at batch size {stop - start}; retrying with {bs}")
-                continue
-            outs.append(out)
-            if bar is not None:
-                bar.update(stop - start)
-            start = stop
-    finally:
-        if bar is not None:
-            bar.close()
-    return outs, bs
-
-
-def _resolve(attack):
-    if callable(attack):
-        return getattr(attack, "__name__", "attack"), attack
-    return attack, get_attack(attack)
-
-
-def attack_batched(attack, model, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256,
-                   progress: bool = False, desc: str | None = None, **params):
-    """``attack(model, x_b, y_b, **params)`` over batches on the model's device.
-
-    ``attack`` is a name of ``trs_lib.attacks`` or a function. Returns ``(x_adv on x's device,
-    batch size used)``.
-    """
-    _, fn = _resolve(attack)
-    dev = device_of(model)
-
-    def one(a, b):
-        return fn(model, x[a:b].to(dev), y[a:b].to(dev), **params).to(x.device)
-
-    outs, bs = run_batched(one, len(x), batch_size, progress=progress, desc=desc)
-    return torch.cat(outs), bs
-
-
-@torch.no_grad()
-def _correct(model, x, y, batch_size):
-    dev = device_of(model)
-    outs, bs = run_batched(lambda a, b: (model(x[a:b].to(dev)).argmax(-1) == y[a:b].to(dev)).cpu(),
-                           len(x), batch_size)
-    return torch.cat(outs), bs
-
-
-def _takes(fn, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def robust_accuracy(model, x: torch.Tensor, y: torch.Tensor, attack, *, restarts: int = 1,
-                    seed: int = 0, batch_size: int = 256, progress: bool = True, **params) -> dict:
-    """Accuracy of ``model`` under ``attack``: a point counts as robust only if it is classified
-    correctly clean and on the adversarial example of every one of ``restarts`` runs.
-
-    Restart ``r`` draws its random start from ``torch.Generator().manual_seed(seed + r)``; an
-    attack without a ``generator`` argument is deterministic and runs once whatever ``restarts``.
-    Later restarts attack only the points still robust (same result, less work).
-    Returns ``accuracy``, ``clean_accuracy``, ``per_restart`` (accuracy after each restart),
-    ``robust`` (bool list), ``n``, ``restarts`` (run), ``batch_size`` (used), ``wall_s``.
-    """
-    import time
-    if not isinstance(restarts, int) or isinstance(restarts, bool) or restarts < 1:
-        raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
-    if len(x) != len(y):
-        raise ValueError(f"len(x)={len(x)} does not match len(y)={len(y)}")
-    name, fn = _resolve(attack)
-    t0 = time.perf_counter()
-    robust, bs = _correct(model, x, y, batch_size)
-    clean = robust.float().mean().item()
-    randomised = _takes(fn, "generator")
-    runs = restarts if randomised else 1
-    per_restart = []
-    for r in range(runs):
-        idx = robust.nonzero().squeeze(1)
-        if idx.numel():
-            kw = dict(params)
-            if randomised:
-                kw["generator"] = torch.Generator().manual_seed(seed + r)
-            x_adv, bs = attack_batched(fn, model, x[idx], y[idx], batch_size=bs, progress=progress,
-                                       desc=f"{name} {r + 1}/{runs}", **kw)
-            ok, bs = _correct(model, x_adv, y[idx], bs)
-            robust[idx] = ok.to(robust.device)
-        per_restart.append(robust.float().mean().item())
-    return {"attack": name, "params": {k: v for k, v in params.items()}, "accuracy": per_restart[-1] if per_restart else clean,
-            "clean_accuracy": clean, "per_restart": per_restart, "robust": robust.tolist(),
-            "n": len(x), "restarts": runs, "batch_size": bs, "wall_s": round(time.perf_counter() - t0, 3)}
+#: default budgets of the worst-case suites per paper data set when no rows are given (L-inf: the
+#: whitebox presets' budgets; L2: the usual MNIST / CIFAR-10 L2 budgets of RobustBench-style work).
+WORST_CASE_EPS = {"l2": {"mnist": (1.5,), "cifar10": (0.5,)}}
 
 
 @torch.no_grad()
@@ -251,20 +129,88 @@ def transfer_matrix(ensemble, x: torch.Tensor, y: torch.Tensor, attack="pgd", *,
 
 
 def ila_table(ensemble, x: torch.Tensor, y: torch.Tensor, *, eps: float, source: int = 0,
-              steps: int = 10, batch_size: int = 256, progress: bool = True, **params) -> dict:
+              steps: int = 10, batch_size: int = 256, progress: bool = True, layer: str | None = None,
+              guide_steps: int = 10, **params) -> dict:
     """Table 6: ILA crafted on member ``source`` (0 = the paper's sub-model 1), then the accuracy
-    of every member and of the ensemble on it. ``accuracy_by_model`` keys: ``member1``..., ``ensemble``."""
+    of every member and of the ensemble on it. ``accuracy_by_model`` keys: ``member1``..., ``ensemble``.
+
+    ILA starts at ``x`` (Huang et al.); its guide is BIM(``eps``, ``guide_steps``) on the source.
+    Also returned: ``layer`` (the layer used), ``accuracy_by_model_guide`` (on the BIM guide alone),
+    ``accuracy_by_model_best`` ("ILA (best of)": a point counts as robust for a model only if it
+    survives both ILA and its BIM source), and ``correct``/``ci95`` of the ensemble (C1)."""
+    from .attacks import ila as _ila
     if not isinstance(source, int) or not 0 <= source < ensemble.num_members:
         raise ValueError(f"source must be a member index in [0, {ensemble.num_members - 1}], got {source!r}")
-    x_adv, bs = attack_batched("ila", ensemble.member(source), x, y, batch_size=batch_size,
-                               progress=progress, desc=f"ila on member {source + 1}",
-                               eps=eps, steps=steps, **params)
+    src = ensemble.member(source)
+    layer = layer or _ila.default_layer(src)
+    x_guide, bs = attack_batched("bim", src, x, y, batch_size=batch_size, progress=progress,
+                                 desc=f"bim guide on member {source + 1}", eps=eps, steps=guide_steps)
+    dev = device_of(ensemble)
+
+    def one(a, b):
+        return _ila.ila(src, x[a:b].to(dev), y[a:b].to(dev), eps=eps, steps=steps, layer=layer,
+                        x_guide=x_guide[a:b].to(dev), **params).to(x.device)
+
+    outs, bs = run_batched(one, len(x), bs, progress=progress, desc=f"ila on member {source + 1}")
+    x_adv = torch.cat(outs)
     correct, bs = _member_correct(ensemble, x_adv, y, bs)
-    acc = correct.float().mean(1).tolist()
-    by = {f"member{k + 1}": acc[k] for k in range(ensemble.num_members)}
-    by["ensemble"] = acc[-1]
-    return {"attack": "ila", "eps": eps, "steps": steps, "source": source,
-            "accuracy_by_model": by, "n": len(x), "batch_size": bs}
+    guide_ok, bs = _member_correct(ensemble, x_guide, y, bs)
+    best = correct & guide_ok
+
+    def by(c):
+        acc = c.float().mean(1).tolist()
+        d = {f"member{k + 1}": acc[k] for k in range(ensemble.num_members)}
+        d["ensemble"] = acc[-1]
+        return d
+
+    fields = interval_fields(correct[-1])
+    return {"attack": "ila", "eps": eps, "steps": steps, "source": source, "layer": layer,
+            "accuracy_by_model": by(correct), "accuracy_by_model_guide": by(guide_ok),
+            "accuracy_by_model_best": by(best), "correct": fields["correct"], "ci95": fields["ci95"],
+            "best_of": interval_fields(best[-1]), "n": len(x), "batch_size": bs}
+
+
+def ila_layer_sweep(ensemble, x: torch.Tensor, y: torch.Tensor, *, eps: float, layers=None,
+                    source: int = 0, steps: int = 10, batch_size: int = 256, progress: bool = False) -> list:
+    """ILA from member ``source`` at each of ``layers`` (default: every named child module with
+    parameters of the source member); one row per layer with the ensemble's and the source's accuracy
+    under ILA and under "ILA (best of)"."""
+    src = ensemble.member(source)
+    if layers is None:
+        layers = [n for n, m in src.named_children() if any(True for _ in m.parameters())]
+    names = dict(src.named_modules())
+    bad = [l for l in layers if l not in names or not l]
+    if bad:
+        raise ValueError(f"unknown layers {bad}; valid layers: {[n for n in names if n]}")
+    out = []
+    for layer in layers:
+        r = ila_table(ensemble, x, y, eps=eps, source=source, steps=steps, batch_size=batch_size,
+                      progress=progress, layer=layer)
+        out.append({"layer": layer, "ensemble": r["accuracy_by_model"]["ensemble"],
+                    "ensemble_best_of": r["accuracy_by_model_best"]["ensemble"],
+                    "ensemble_bim_guide": r["accuracy_by_model_guide"]["ensemble"],
+                    f"member{source + 1}": r["accuracy_by_model"][f"member{source + 1}"],
+                    "ci95": r["ci95"]})
+    return out
+
+
+def cw_convergence(model, x: torch.Tensor, y: torch.Tensor, *, c: float, steps: int,
+                   binary_search_steps: int = 1, batch_size: int = 256, progress: bool = False,
+                   **params) -> dict:
+    """Is CW-L2 converged at ``steps`` iterations and ``binary_search_steps``? Runs it as given and
+    with both doubled (with ``binary_search_steps == 1``, the paper's fixed ``c``, only the steps
+    are doubled: a search would change the budget) and reports both accuracies; ``converged`` when
+    they differ by less than one point (issue 12)."""
+    bss2 = 2 * binary_search_steps if binary_search_steps > 1 else 1
+    base = robust_accuracy(model, x, y, "cw", c=c, steps=steps, binary_search_steps=binary_search_steps,
+                           batch_size=batch_size, progress=progress, **params)
+    dbl = robust_accuracy(model, x, y, "cw", c=c, steps=2 * steps, binary_search_steps=bss2,
+                          batch_size=batch_size, progress=progress, **params)
+    diff = dbl["accuracy"] - base["accuracy"]
+    return {"c": c, "steps": steps, "binary_search_steps": binary_search_steps,
+            "accuracy": base["accuracy"], "doubled_steps": 2 * steps, "doubled_binary_search_steps": bss2,
+            "doubled_accuracy": dbl["accuracy"], "difference": diff, "converged": abs(diff) < 0.01,
+            "n": len(x)}
 
 
 def whitebox_table(model, x: torch.Tensor, y: torch.Tensor, rows, *, restarts: int = 1,
@@ -282,10 +228,40 @@ def whitebox_table(model, x: torch.Tensor, y: torch.Tensor, rows, *, restarts: i
                               progress=progress, **kw)
         res.pop("robust")
         out.append({"key": row.get("key") or _presets.row_key(row), **{k: row.get(k) for k in ("attack", "param", "value", "steps")},
-                    "accuracy": res["accuracy"], "clean_accuracy": res["clean_accuracy"],
+                    "accuracy": res["accuracy"], "correct": res["correct"], "ci95": res["ci95"],
+                    "clean_accuracy": res["clean_accuracy"],
                     "per_restart": res["per_restart"], "restarts": res["restarts"],
                     "kwargs": kw, "batch_size": res["batch_size"], "wall_s": res["wall_s"]})
     return out
+
+
+def worst_case_table(model, x: torch.Tensor, y: torch.Tensor, budgets, *, suite: str = "linf",
+                     overrides=None, seed: int = 0, batch_size: int = 256, progress: bool = False,
+                     log=None) -> list:
+    """:func:`trs_lib.worst_case.worst_case` at each budget; rows keyed ``worst_case:<suite>/eps=<v>``
+    with ``accuracy``, ``correct``, ``ci95``, ``suite_attacks``, ``broken_by``, ``broken_by_point`` (C1)."""
+    out = []
+    for eps in budgets:
+        r = worst_case(model, x, y, eps=float(eps), suite=suite, overrides=overrides, seed=seed,
+                       batch_size=batch_size, progress=progress, log=log)
+        out.append({"key": f"worst_case:{suite}/eps={float(eps):g}", "attack": "worst_case", "param": "eps",
+                    "value": float(eps), "steps": None, "suite": suite,
+                    **{k: r[k] for k in ("accuracy", "correct", "ci95", "clean_accuracy", "suite_attacks",
+                                         "suite_kwargs", "broken_by", "broken_by_point", "after_attack",
+                                         "wall_s_by_attack", "wall_s", "batch_size")}})
+    return out
+
+
+def _surrogate_data(dataset: str, n: int, device):
+    """``n`` training images of ``dataset`` (a seeded random sample: splits may be sorted by class)
+    for the audit's surrogate (None if the data are absent)."""
+    try:
+        from . import data
+        xt, _ = data.load(dataset, "train")
+    except Exception:  # noqa: BLE001 - no data: the audit trains the surrogate on the test points
+        return None
+    idx = torch.randperm(len(xt), generator=torch.Generator().manual_seed(0))[:n]
+    return xt[idx].to(device)
 
 
 def _fraction_ok(v) -> bool:
@@ -311,11 +287,22 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; valid suites: {list(SUITES)}")
     s = dict(settings or {})
+    wc_suite = s.get("worst_case_suite", "linf")
+    from .worst_case import SUITES as _WC
+    if wc_suite not in _WC:
+        raise ValueError(f"unknown worst_case_suite {wc_suite!r}; valid suites: {sorted(_WC)}")
     seed, bs = int(s.get("seed", 0)), int(s.get("batch_size", 256))
     if rows is None:
         if suite == "audit":
             eps = sorted({r["value"] for r in _presets.preset(dataset, "whitebox") if r["param"] == "eps"})
             rows = [dict(attack=a, param="eps", value=e, steps=None) for a in ("apgd_ce", "apgd_dlr") for e in eps]
+        elif suite == "worst_case":
+            if wc_suite == "linf":
+                eps = sorted({r["value"] for r in _presets.preset(dataset, "whitebox")
+                              if r["param"] == "eps" and r["attack"] != "fgsm"})
+            else:
+                eps = WORST_CASE_EPS["l2"][_presets.paper_dataset(dataset)]
+            rows = [dict(attack="worst_case", param="eps", value=e, steps=None) for e in eps]
         else:
             rows = _presets.preset(dataset, suite)
     rows = [dict(r) for r in rows]
@@ -342,7 +329,21 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
                                       apgd_steps=int(s.get("audit_steps", 100)),
                                       more_steps=s.get("audit_more_steps"),
                                       more_restarts=int(s.get("audit_more_restarts", 5)),
-                                      strong_steps=int(s.get("audit_strong_steps", 40)))
+                                      strong_steps=int(s.get("audit_strong_steps", 40)),
+                                      square_queries=int(s.get("audit_square_queries", 1000)),
+                                      surrogate_data=None if surrogate is not None else
+                                      _surrogate_data(dataset, int(s.get("audit_surrogate_n", 2000)), x.device))
+            wc = next((c for c in metrics["checks"] if c["check"] == "square"), None)
+            if wc is not None:
+                metrics["audit_worst_case"] = {"eps": eps, "accuracy": wc["values"]["combined"]}
+    elif suite == "worst_case":
+        bad = [r for r in rows if r.get("param", "eps") != "eps" or not isinstance(r.get("value"), (int, float))]
+        if bad:
+            raise ValueError(f"worst_case rows need param 'eps' and a numeric value, got {bad}")
+        metrics["worst_case_suite"] = wc_suite
+        metrics["rows"] = worst_case_table(ensemble, x, y, [r["value"] for r in rows], suite=wc_suite,
+                                           overrides=s.get("worst_case_overrides"), seed=seed,
+                                           batch_size=bs, progress=progress, log=log)
     elif suite == "transfer":
         for row in rows:
             name, kw = _presets.attack_kwargs(row)
@@ -360,7 +361,13 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
                                     "param": "eps", "value": row["value"], "steps": res["steps"],
                                     "accuracy_by_model": res["accuracy_by_model"],
                                     "accuracy": res["accuracy_by_model"]["ensemble"],
-                                    "batch_size": res["batch_size"]})
+                                    "correct": res["correct"], "ci95": res["ci95"], "layer": res["layer"],
+                                    "accuracy_by_model_guide": res["accuracy_by_model_guide"],
+                                    "accuracy_by_model_best": res["accuracy_by_model_best"],
+                                    "best_of": res["best_of"], "batch_size": res["batch_size"]})
+    missing = [r.get("key") for r in metrics["rows"] if "accuracy" in r and not ("correct" in r and "ci95" in r)]
+    if missing:
+        raise RuntimeError(f"rows {missing} have an accuracy without 'correct' and 'ci95' (contract C1)")
     bad = [r.get("key") for r in metrics["rows"] if "accuracy" in r and not _fraction_ok(r["accuracy"])]
     if bad:
         raise FloatingPointError(f"rows {bad} gave accuracies outside [0, 1]")

@@ -22,6 +22,11 @@ ATTACKS = {
     "ila": ("ila", "ila"),
     "apgd_ce": ("apgd", "apgd_ce"),
     "apgd_dlr": ("apgd", "apgd_dlr"),
+    "apgd_t": ("apgd_t", "apgd_t"),
+    "pgd_l2": ("pgd_l2", "pgd_l2"),
+    "square": ("square", "square"),
+    "ddn": ("ddn", "ddn"),
+    "reweigh": ("reweigh", "reweigh"),
 }
 
 

@@ -15,7 +15,11 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["check_inputs", "check_real", "check_int", "check_bool", "check_choice",
-           "input_grad", "loss_fn", "project_linf", "model_device", "MAX_STEPS", "MAX_RESTARTS"]
+           "input_grad", "loss_fn", "project_linf", "project_l2", "project", "check_norm", "check_budget",
+           "model_device", "NORMS", "MAX_STEPS", "MAX_RESTARTS"]
+
+#: the perturbation norms of the bounded attacks (L2 budgets are Euclidean norms of the whole input).
+NORMS = ("Linf", "L2")
 
 MAX_STEPS = 100_000
 MAX_RESTARTS = 1_000
@@ -115,13 +119,44 @@ def input_grad(model, x: torch.Tensor, y: torch.Tensor, targeted: bool = False, 
         xr = x.detach().requires_grad_(True)
         out = model(xr)
         lv = loss(out, y, targeted)
-        (g,) = torch.autograd.grad(lv.sum(), xr)
+        if lv.requires_grad:
+            (g,) = torch.autograd.grad(lv.sum(), xr, allow_unused=True)
+        else:  # the model cut the graph (a non-differentiable preprocessing): no gradient at all
+            g = None
+    g = torch.zeros_like(xr) if g is None else g
     return g.detach(), lv.detach(), out.detach()
 
 
 def project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps) -> torch.Tensor:
     """Project onto the L-inf ball of radius ``eps`` around ``x`` intersected with [0, 1]."""
     return torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+
+
+def project_l2(x_adv: torch.Tensor, x: torch.Tensor, eps) -> torch.Tensor:
+    """Scale ``x_adv - x`` into the L2 ball of radius ``eps`` (per example), then clip to [0, 1].
+
+    Clipping to the box moves every coordinate towards ``x``, so the result stays in the ball.
+    """
+    d = x_adv - x
+    n = d.flatten(1).norm(dim=1).clamp_min(1e-12).view((-1,) + (1,) * (x.dim() - 1))
+    return (x + d * torch.clamp(eps / n, max=1.0)).clamp_(0.0, 1.0)
+
+
+def project(x_adv, x, eps, norm: str):
+    """:func:`project_linf` or :func:`project_l2`."""
+    return project_linf(x_adv, x, eps) if norm == "Linf" else project_l2(x_adv, x, eps)
+
+
+def check_norm(norm, attack: str = "attack") -> str:
+    """``norm`` if it is one of :data:`NORMS` ("Linf", "L2"), else ValueError."""
+    if norm not in NORMS:
+        raise ValueError(f"{attack}: unknown norm {norm!r}; valid norms: {list(NORMS)}")
+    return norm
+
+
+def check_budget(eps, norm: str, attack: str = "attack") -> float:
+    """An L-inf budget in [0, 1] or an L2 budget in [0, 1e3] (finite, non-negative), else ValueError."""
+    return check_real("eps", eps, 0.0, 1.0 if norm == "Linf" else 1e3, attack=attack)
 
 
 def linf_common(attack: str, x, y, eps, steps, step_size, targeted, steps_lo=1, default_div=10.0):

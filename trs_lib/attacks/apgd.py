@@ -9,7 +9,9 @@ best loss has not improved since; on a halving the iterate restarts from the bes
     z_{k+1} = P(x_k + eta_k sign(grad L(x_k)))
     x_{k+1} = P(x_k + alpha (z_{k+1} - x_k) + (1 - alpha)(x_k - x_{k-1})),   alpha = 0.75
 
-(``alpha = 1`` at the first step). DLR loss, shift- and scale-invariant in the scores (so the
+(``alpha = 1`` at the first step). In the L2 ball (``norm="L2"``) the signed step becomes
+``eta_k grad / ||grad||_2`` and ``P`` scales the perturbation back to norm ``eps`` (AutoAttack's
+L2 APGD); the random start is a Gaussian direction of norm ``eps``. DLR loss, shift- and scale-invariant in the scores (so the
 same on logits and on log-probabilities), with ``pi`` the scores sorted in decreasing order:
 
     DLR(z, y) = -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3 + 1e-12)
@@ -24,10 +26,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import (MAX_RESTARTS, check_int, check_real, input_grad, linf_common,
-                      project_linf, rand_uniform)
+from ._common import (MAX_RESTARTS, MAX_STEPS, check_bool, check_budget, check_inputs, check_int,
+                      check_norm, check_real, input_grad, project, project_l2, project_linf,
+                      rand_uniform)
 
-__all__ = ["apgd", "apgd_ce", "apgd_dlr", "dlr_loss", "checkpoints"]
+__all__ = ["apgd", "apgd_ce", "apgd_dlr", "apgd_loop", "best_of_restarts", "dlr_loss", "checkpoints"]
 
 
 def dlr_loss(z: torch.Tensor, y: torch.Tensor, targeted: bool = False) -> torch.Tensor:
@@ -56,47 +59,91 @@ def checkpoints(steps: int) -> list[int]:
 
 
 def apgd(model, x, y, *, eps, steps=100, loss="ce", targeted=False, restarts=1, rho=0.75,
-         generator=None, _name="apgd"):
-    """APGD in the L-inf ball; ``loss`` in ("ce", "dlr")."""
-    eps, steps, _ = linf_common(_name, x, y, eps, steps, None, targeted, steps_lo=1)
+         generator=None, norm="Linf", _name="apgd"):
+    """APGD in the L-inf or L2 ball (``norm``); ``loss`` in ("ce", "dlr")."""
+    check_inputs(x, y, _name, "target" if targeted is True else "y")
+    norm = check_norm(norm, attack=_name)
+    eps = check_budget(eps, norm, attack=_name)
+    steps = check_int("steps", steps, 1, MAX_STEPS, attack=_name)
+    check_bool("targeted", targeted, attack=_name)
     restarts = check_int("restarts", restarts, 1, MAX_RESTARTS, attack=_name)
     if loss not in ("ce", "dlr"):
         raise ValueError(f"{_name}: unknown loss {loss!r}; valid values: ['ce', 'dlr']")
     lossf = _ce if loss == "ce" else dlr_loss
     if loss == "dlr" and targeted:
-        raise ValueError(f"{_name}: targeted=True is not supported with the DLR loss (the targeted DLR needs the true label too); use apgd_ce")
+        raise ValueError(f"{_name}: targeted=True is not supported with the DLR loss (the targeted DLR needs the true label too); use apgd_ce or apgd_t")
     rho = check_real("rho", rho, 0.0, 1.0, lo_open=True, attack=_name)
     x = x.detach()
     if eps == 0.0:
         return x.clone()
-    b = x.shape[0]
-    view = (-1,) + (1,) * (x.dim() - 1)
     y = y.to(device=x.device, dtype=torch.long)
+
+    def loss_(z, yy):
+        if loss == "dlr" and z.shape[1] < 3:
+            raise ValueError(f"{_name}: the DLR loss needs at least 3 classes, got {z.shape[1]}")
+        return lossf(z, yy, targeted)
+
+    def fooled_(z, yy):
+        return (z.argmax(1) == yy) if targeted else (z.argmax(1) != yy)
+
+    return best_of_restarts(model, x, y, restarts, lambda xs, ys, _r: apgd_loop(
+        model, xs, ys, loss_, fooled_, eps=eps, steps=steps, rho=rho, norm=norm, generator=generator))
+
+
+def best_of_restarts(model, x, y, restarts, run):
+    """Stack ``restarts`` copies of the batch, ``run(xs, ys, restarts) -> (x_out, loss, fooled)``,
+    and keep per example a restart that fooled the model, else the one of highest loss."""
+    b = x.shape[0]
     xs = x.repeat(restarts, *([1] * (x.dim() - 1)))
     ys = y.repeat(restarts)
+    out, l_best, fooled = run(xs, ys, restarts)
+    score = (l_best.float() + 1e6 * fooled.float()).view(restarts, b)
+    idx = score.argmax(0) * b + torch.arange(b, device=x.device)
+    return out[idx].detach()
+
+
+def apgd_loop(model, xs, ys, lossf, fooledf, *, eps, steps, rho, norm, generator, output=None):
+    """The APGD iteration on validated arguments (shared by APGD-CE/DLR, APGD-T and the reweighing
+    attack). ``lossf(z, ys)`` is the per-example loss to ascend on the model output ``z``;
+    ``fooledf(s, ys)`` the success test on the scores ``s = output(z)`` (default ``z`` itself).
+    Returns ``(x_out, best loss, fooled)``: per example the first fooling iterate, else the best-loss one."""
+    output = output or (lambda z: z)
     n = xs.shape[0]
-    t = rand_uniform(xs.shape, generator, xs.device, xs.dtype)
-    x_adv = project_linf(xs + eps * t / t.flatten(1).abs().amax(1).clamp_min(1e-12).view(view), xs, eps)
-    g, lv, z = input_grad(model, x_adv, ys, targeted, loss=lossf)
-    if loss == "dlr" and z.shape[1] < 3:
-        raise ValueError(f"{_name}: the DLR loss needs at least 3 classes, got {z.shape[1]}")
-    fooled = (z.argmax(1) == ys) if targeted else (z.argmax(1) != ys)
+    view = (-1,) + (1,) * (xs.dim() - 1)
+
+    def grad(xa):
+        g, lv, z = input_grad(model, xa, ys, False, loss=lambda z, yy, _t: lossf(z, yy))
+        return g, lv, fooledf(output(z), ys)
+
+    def step(xa, g, eta):
+        if norm == "Linf":
+            return project_linf(xa + eta.view(view) * g.sign(), xs, eps)
+        gn = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(view)
+        return project_l2(xa + eta.view(view) * g / gn, xs, eps)
+
+    if norm == "Linf":
+        t = rand_uniform(xs.shape, generator, xs.device, xs.dtype)
+        x_adv = project_linf(xs + eps * t / t.flatten(1).abs().amax(1).clamp_min(1e-12).view(view), xs, eps)
+    else:
+        gdev = generator.device if generator is not None else xs.device
+        t = torch.randn(xs.shape, generator=generator, device=gdev).to(xs.device, xs.dtype)
+        x_adv = project_l2(xs + eps * t / t.flatten(1).norm(dim=1).clamp_min(1e-12).view(view), xs, eps)
+    g, lv, fooled = grad(x_adv)
     x_fool = torch.where(fooled.view(view), x_adv, xs)
     x_best, g_best, l_best = x_adv.clone(), g.clone(), lv.clone()
-    eta = torch.full((n,), 2 * eps, device=x.device, dtype=x.dtype)
+    eta = torch.full((n,), 2 * eps, device=xs.device, dtype=xs.dtype)
     x_old = x_adv.clone()
     checks = set(checkpoints(steps))
-    last_check, n_incr = 0, torch.zeros(n, device=x.device)
+    last_check, n_incr = 0, torch.zeros(n, device=xs.device)
     l_best_last = l_best.clone()
-    reduced_last = torch.zeros(n, dtype=torch.bool, device=x.device)
+    reduced_last = torch.zeros(n, dtype=torch.bool, device=xs.device)
     l_prev = lv.clone()
     for i in range(steps):
         a = 0.75 if i > 0 else 1.0
-        z1 = project_linf(x_adv + eta.view(view) * g.sign(), xs, eps)
-        x_new = project_linf(x_adv + a * (z1 - x_adv) + (1 - a) * (x_adv - x_old), xs, eps)
+        z1 = step(x_adv, g, eta)
+        x_new = project(x_adv + a * (z1 - x_adv) + (1 - a) * (x_adv - x_old), xs, eps, norm)
         x_old, x_adv = x_adv, x_new
-        g, lv, z = input_grad(model, x_adv, ys, targeted, loss=lossf)
-        f = (z.argmax(1) == ys) if targeted else (z.argmax(1) != ys)
+        g, lv, f = grad(x_adv)
         x_fool = torch.where((f & ~fooled).view(view), x_adv, x_fool)
         fooled |= f
         n_incr += (lv > l_prev).float()
@@ -117,22 +164,20 @@ def apgd(model, x, y, *, eps, steps=100, loss="ce", targeted=False, restarts=1, 
             g = torch.where(cut.view(view), g_best, g)
             last_check, n_incr = i + 1, torch.zeros_like(n_incr)
     out = torch.where(fooled.view(view), x_fool, x_best)
-    # per example: a restart that fools the model if any, else the highest-loss one
-    score = (l_best.float() + 1e6 * fooled.float()).view(restarts, b)
-    idx = score.argmax(0) * b + torch.arange(b, device=x.device)
-    return out[idx].detach()
+    return out, l_best, fooled
 
 
 def apgd_ce(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int = 100,
             targeted: bool = False, restarts: int = 1, rho: float = 0.75,
-            generator: torch.Generator | None = None) -> torch.Tensor:
-    """APGD on the cross-entropy (AutoAttack's ``apgd-ce``)."""
+            generator: torch.Generator | None = None, norm: str = "Linf") -> torch.Tensor:
+    """APGD on the cross-entropy (AutoAttack's ``apgd-ce``), L-inf or L2 (``norm``)."""
     return apgd(model, x, y, eps=eps, steps=steps, loss="ce", targeted=targeted, restarts=restarts,
-                rho=rho, generator=generator, _name="apgd_ce")
+                rho=rho, generator=generator, norm=norm, _name="apgd_ce")
 
 
 def apgd_dlr(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int = 100,
-             restarts: int = 1, rho: float = 0.75, generator: torch.Generator | None = None) -> torch.Tensor:
-    """APGD on the DLR loss (AutoAttack's ``apgd-dlr``, untargeted)."""
+             restarts: int = 1, rho: float = 0.75, generator: torch.Generator | None = None,
+             norm: str = "Linf") -> torch.Tensor:
+    """APGD on the DLR loss (AutoAttack's ``apgd-dlr``, untargeted), L-inf or L2 (``norm``)."""
     return apgd(model, x, y, eps=eps, steps=steps, loss="dlr", targeted=False, restarts=restarts,
-                rho=rho, generator=generator, _name="apgd_dlr")
+                rho=rho, generator=generator, norm=norm, _name="apgd_dlr")

@@ -8,6 +8,7 @@ All are returned in eval mode, with ``requires_grad`` left on.
 """
 from __future__ import annotations
 
+import copy
 import functools
 
 import torch
@@ -46,19 +47,33 @@ def _train(model, loss_fn, n=2000, epochs=1, seed=0, batch=50, lr=2e-3):
 
 
 @functools.lru_cache(maxsize=4)
-def quick_model(seed: int = 0, n: int = 2000, epochs: int = 1):
-    """A small CNN (logits) trained briefly on mnist5k; cached per arguments."""
+def _quick_model(seed, n, epochs):
     from .. import models
-    torch.manual_seed(seed)
-    return _train(models.build("small_cnn", "mnist5k"), F.cross_entropy, n, epochs, seed)
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        return _train(models.build("small_cnn", "mnist5k"), F.cross_entropy, n, epochs, seed)
+    finally:
+        torch.random.set_rng_state(state)
 
 
 @functools.lru_cache(maxsize=4)
-def quick_ensemble(seed: int = 0, num_models: int = 3, n: int = 2000, epochs: int = 1):
-    """A ``num_models``-member ensemble (log-probabilities) trained briefly; cached."""
+def _quick_ensemble(seed, num_models, n, epochs):
     from ..ensemble import build_ensemble
     ens = build_ensemble("small_cnn", "mnist5k", num_models, seed=seed)
     return _train(ens, F.nll_loss, n, epochs, seed)
+
+
+def quick_model(seed: int = 0, n: int = 2000, epochs: int = 1):
+    """A small CNN (logits) trained briefly on mnist5k, in eval mode. The training is cached per
+    arguments, but every call returns its own copy: a test that flips the mode or touches the
+    weights (as torchattacks does) cannot change what the next test gets."""
+    return copy.deepcopy(_quick_model(seed, n, epochs)).eval()
+
+
+def quick_ensemble(seed: int = 0, num_models: int = 3, n: int = 2000, epochs: int = 1):
+    """A ``num_models``-member ensemble (log-probabilities) trained briefly; a fresh copy per call."""
+    return copy.deepcopy(_quick_ensemble(seed, num_models, n, epochs)).eval()
 
 
 def test_points(n: int = 64, offset: int = 0):
