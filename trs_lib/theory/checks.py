@@ -7,7 +7,7 @@ from numbers import Integral
 
 import pandas as pd
 
-__all__ = ["check_table", "findings", "CHECK_COLUMNS"]
+__all__ = ["check_table", "glue_check_counts", "findings", "CHECK_COLUMNS"]
 
 CHECK_COLUMNS = ["name", "what is checked", "cases", "violations", "verdict"]
 
@@ -45,6 +45,21 @@ def check_table(rows) -> pd.DataFrame:
         verdict = "fail" if violations else ("pass" if cases else "no cases")
         out.append([name, what, int(cases), int(violations), verdict])
     return pd.DataFrame(out, columns=CHECK_COLUMNS)
+
+
+def glue_check_counts(table: pd.DataFrame) -> dict:
+    """Glue a check table's counts into the running notebook (MyST-NB ``glue``, no display) under
+    the keys ``checks_total``, ``checks_pass``, ``checks_fail``, so that ``book/theory.md`` can
+    paste them with ``{glue:text}`` from each chapter. Returns the counts."""
+    from myst_nb import glue
+
+    if list(table.columns) != CHECK_COLUMNS:
+        raise ValueError(f"expected a check_table with columns {CHECK_COLUMNS}, got {list(table.columns)}")
+    counts = {"checks_total": len(table), "checks_pass": int((table["verdict"] == "pass").sum()),
+              "checks_fail": int((table["verdict"] == "fail").sum())}
+    for key, value in counts.items():
+        glue(key, value, display=False)
+    return counts
 
 
 def _fmt(v, digits=3):

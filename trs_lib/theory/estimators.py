@@ -15,8 +15,8 @@ from .bounds import (aux_targeted, aux_untargeted, c_terms, l_min_targeted, l_mi
                      lower_bound_denominator, lower_bound_targeted, lower_bound_untargeted,
                      lower_bound_untargeted_main_text, upper_bound_denominator,
                      upper_bound_targeted, upper_bound_untargeted)
-from .definitions import (attack_effectiveness, empirical_risk, gradient_cosines, risk,
-                          transferability)
+from .definitions import (attack_effectiveness, definition1_attack, empirical_risk,
+                          gradient_cosines, risk, transferability)
 
 __all__ = [
     "label_losses",
@@ -29,6 +29,8 @@ __all__ = [
     "estimate_gradient_bound",
     "bound_terms",
     "bounds_from_terms",
+    "ESTIMATE_DIRECTIONS",
+    "trained_pair_bounds",
 ]
 
 
@@ -261,3 +263,90 @@ def bounds_from_terms(terms: dict) -> dict:
             "upper_denominator": upper_bound_denominator(t["l_min"], t["epsilon"], t["B"],
                                                          t["beta"], t["S_upper"])}
 
+
+
+# How each sampled term relates to the quantity the theorems use, and which way that moves the
+# bounds (the "direction" columns: "optimistic" = the estimated bound is more informative than the
+# true one). Read by chapter 05's table; derived in the docstrings above.
+ESTIMATE_DIRECTIONS = [
+    {"term": "alpha, eta_F, eta_G, xi_F, xi_G, Pr(T_r)", "estimate": "sample mean over test points",
+     "relation to the true term": "two-sided sampling error", "lower bound": "either way",
+     "upper bound": "either way (xi)"},
+    {"term": "beta", "estimate": "largest input-Hessian norm by power iteration at clean points and "
+     "on attack segments", "relation to the true term": "lower estimate of a supremum (infinite for "
+     "ReLU networks)", "lower bound": "optimistic (c_F too high, c_G too low)",
+     "upper bound": "optimistic (denominator too large)"},
+    {"term": "B", "estimate": "largest gradient norm over the points, all labels",
+     "relation to the true term": "lower estimate of a supremum", "lower bound": "not used",
+     "upper bound": "optimistic"},
+    {"term": "S_lower", "estimate": "smallest gradient cosine over the points, all labels",
+     "relation to the true term": "upper estimate of an infimum", "lower bound": "optimistic",
+     "upper bound": "not used"},
+    {"term": "S_upper", "estimate": "largest gradient cosine over the points, all labels",
+     "relation to the true term": "lower estimate of a supremum", "lower bound": "not used",
+     "upper bound": "optimistic"},
+    {"term": "c_F (untargeted: min; targeted: max)", "estimate": "over the points",
+     "relation to the true term": "min over a sample >= the population min (max <=)",
+     "lower bound": "optimistic", "upper bound": "not used"},
+    {"term": "c_G (untargeted: max; targeted: min)", "estimate": "over the points",
+     "relation to the true term": "max over a sample <= the population max (min >=)",
+     "lower bound": "optimistic where the bound is a theorem", "upper bound": "not used"},
+    {"term": "l_min", "estimate": "smallest wrong-label (target) loss over the points",
+     "relation to the true term": "upper estimate of a minimum", "lower bound": "not used",
+     "upper bound": "optimistic"},
+    {"term": "attack", "estimate": "projected gradient solver of Definition 1",
+     "relation to the true term": "a local maximiser, not necessarily the global one",
+     "lower bound": "unknown (Theorem 1 assumes the maximiser)", "upper bound": "none (Theorem 2 "
+     "holds for any attack in the ball)"},
+]
+
+
+def trained_pair_bounds(model_f, model_g, x: torch.Tensor, y: torch.Tensor, epsilons, *,
+                        n_beta: int = 30, attack_steps: int = 20, hessian_iters: int = 10,
+                        clip=(0.0, 1.0), generator: torch.Generator | None = None) -> list[dict]:
+    """Every term and bound of Theorems 1, 2 (untargeted) and B, C (targeted, ``y_t = y + 1 mod
+    C``) for an L2 Definition-1 attack on ``model_f`` at each radius, with ``model_g`` as target.
+
+    ``beta`` is the larger member's :func:`estimate_smoothness` at the first ``n_beta`` points and on
+    their attack segments at the largest radius, for the true and the target labels (a lower
+    estimate, see ``ESTIMATE_DIRECTIONS``); ``B`` and the similarities are estimated over ``x`` and
+    all labels. Returns one dict per (radius, untargeted/targeted): the terms of
+    :func:`bound_terms`, the bounds of :func:`bounds_from_terms` and ``attack_in_ball`` (the
+    attack stayed in the L2 ball and the ``clip`` box).
+    """
+    if not len(epsilons):
+        raise ValueError("epsilons must list at least one radius")
+    with torch.no_grad():
+        num_classes = model_f(x[:1]).shape[-1]
+    target = (y + 1) % num_classes
+
+    def loss_of(model):
+        return lambda z, lab: F.cross_entropy(model(z), lab, reduction="none")
+
+    attacks = {}
+    for eps in epsilons:
+        attacks[(eps, False)] = definition1_attack(loss_of(model_f), x, y, eps, steps=attack_steps,
+                                                   clip=clip)
+        attacks[(eps, True)] = definition1_attack(loss_of(model_f), x, target, eps, targeted=True,
+                                                  steps=attack_steps, clip=clip)
+    eps_max = max(epsilons)
+    xb = x[:n_beta]
+    betas = []
+    for targeted, lab in ((False, y[:n_beta]), (True, target[:n_beta])):
+        for model in (model_f, model_g):
+            betas.append(estimate_smoothness(model, xb, lab, x_adv=attacks[(eps_max, targeted)][:n_beta],
+                                             t_values=(0.0, 0.5, 1.0), iters=hessian_iters,
+                                             generator=generator)["beta"])
+    beta = max(betas)
+    B = max(estimate_gradient_bound(model_f, x)["B"], estimate_gradient_bound(model_g, x)["B"])
+    sim = estimate_gradient_similarity(model_f, model_g, x, "all")
+    rows = []
+    for (eps, targeted), x_adv in attacks.items():
+        terms = bound_terms(model_f, model_g, x, y, x_adv, eps, beta=beta, B=B,
+                            S_lower=sim["lower"], S_upper=sim["upper"],
+                            target=target if targeted else None)
+        in_ball = bool(((x_adv - x).flatten(1).norm(dim=1) <= eps * (1 + 1e-6)).all())
+        if clip is not None:
+            in_ball = in_ball and bool(x_adv.min() >= clip[0] and x_adv.max() <= clip[1])
+        rows.append({**terms, **bounds_from_terms(terms), "attack_in_ball": in_ball})
+    return rows
