@@ -145,3 +145,55 @@ def test_findings_follow_the_contract():
     assert by_id["thm1-appendix"]["verdict"] == "holds"
     with pytest.raises(ValueError, match="size"):
         th.findings(size="huge")
+
+
+# ------------------------------------------------------------- trained-network estimators
+def test_trained_pair_bounds_on_tiny_smooth_cnns():
+    from trs_lib.models import SmallCNN
+    torch.manual_seed(0)
+    f, g = (SmallCNN(width=2, activation="gelu").double().eval() for _ in range(2))
+    x = torch.rand(6, 1, 28, 28, dtype=D64)
+    y = torch.tensor([0, 1, 2, 3, 4, 5])
+    rows = th.trained_pair_bounds(f, g, x, y, [0.5, 1.0], n_beta=2, attack_steps=3, hessian_iters=3,
+                                  generator=torch.Generator().manual_seed(0))
+    assert len(rows) == 4 and sorted((r["epsilon"], r["targeted"]) for r in rows) == [
+        (0.5, False), (0.5, True), (1.0, False), (1.0, True)]
+    for r in rows:
+        assert r["attack_in_ball"] and math.isfinite(r["beta"]) and r["beta"] > 0
+        assert r["lower"] <= r["transferability"] <= r["upper"] or r["upper"] == math.inf
+        if r["targeted"]:
+            assert r["lower"] <= 0          # Theorem B is never positive
+    with pytest.raises(ValueError, match="epsilons"):
+        th.trained_pair_bounds(f, g, x, y, [])
+
+
+def test_smooth_small_cnn_variants():
+    from trs_lib.models import SmallCNN, build
+    assert build("small_cnn_gelu").activation == "gelu"
+    assert build("small_cnn").activation == "relu"
+    with pytest.raises(ValueError, match="activation"):
+        SmallCNN(activation="tanh")
+    # a smooth member's input Hessian depends on the label; a ReLU member's does not (J^T (diag p
+    # - p p^T) J whatever the label): the smooth variant really has curvature of its own
+    torch.manual_seed(1)
+    x = torch.rand(1, 1, 28, 28, dtype=D64)
+    for act, differs in (("softplus", True), ("relu", False)):
+        model = SmallCNN(width=2, activation=act).double().eval()
+        v = torch.randn_like(x)
+        hv = [th.input_hvp(lambda z, lab=lab: torch.nn.functional.cross_entropy(
+            model(z), torch.tensor([lab]), reduction="none"), x, v) for lab in (0, 1)]
+        assert (not torch.allclose(hv[0], hv[1], rtol=1e-6, atol=1e-12)) == differs
+
+
+def test_estimate_directions_cover_every_term():
+    terms = " ".join(d["term"] for d in th.ESTIMATE_DIRECTIONS)
+    for name in ("alpha", "eta_F", "xi_F", "beta", "B", "S_lower", "S_upper", "c_F", "c_G", "l_min"):
+        assert name in terms
+    for d in th.ESTIMATE_DIRECTIONS:
+        assert set(d) == {"term", "estimate", "relation to the true term", "lower bound", "upper bound"}
+
+
+def test_glue_check_counts_rejects_other_tables():
+    import pandas as pd
+    with pytest.raises(ValueError, match="check_table"):
+        th.glue_check_counts(pd.DataFrame({"a": [1]}))
