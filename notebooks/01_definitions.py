@@ -338,3 +338,35 @@ print("the cosine is not constant:", bool(th.trs_similarity_cosine(grad_f, grad_
 # * Two statements of the paper do not survive a direct check: the total variation distance on a
 #   finite set is half the $\ell_1$ distance, and the TRS formula of Section 3 is identically 1 as
 #   printed; the companion trains with the cosine ({doc}`../book/errata`).
+
+# %% [markdown]
+# ## Checks of this chapter
+#
+# Each row counts the cases a check was run on and how many violated it. A "fail" is a statement
+# of the paper that the chapter refutes (explained in the {doc}`../book/errata`), not a broken cell.
+
+# %%
+tv_events, tv_half = th.total_variation_by_events(p, p_attacked), th.total_variation(p, p_attacked)
+checks = th.check_table([
+    ("Definition 1 solver, ball", "untargeted and targeted attacks inside the eps-ball", 2 * len(x),
+     int(((x_adv - x).norm(dim=1) > eps + 1e-9).sum() + ((x_adv_t - x).norm(dim=1) > eps + 1e-9).sum())),
+    ("Definition 1 solver, optimality", "no random sphere point beats it by > 1e-6 (64 per point)", len(x),
+     int((competitor > reached + 1e-6).sum())),
+    ("Definition 2", "effective at its own alpha, not at alpha - 1/n", 2,
+     int(not th.is_effective(predict(model_f, x_adv), y, alpha_u))
+     + int(th.is_effective(predict(model_f, x_adv), y, alpha_u - 1 / len(y)))),
+    ("Definition 3", "targeted transfer implies untargeted transfer", len(y), int((~(tr_ut | ~tr_t)).sum())),
+    ("Definitions 4-5, inner estimates", "more points: lower no larger, upper no smaller", 2,
+     int(not on_both["lower"] <= on_data["lower"]) + int(not on_both["upper"] >= on_data["upper"])),
+    ("Definition 6, power iteration", "= explicit Hessian's largest |eigenvalue| (rel. 1e-6)", len(explicit),
+     int((~torch.isclose(power["norm"], explicit, rtol=1e-6)).sum())),
+    ("Definition 6, quotient", "difference quotient <= Hessian norm on the segments", 1,
+     int(not quotient <= on_segments["beta"] * (1 + 1e-3))),
+    ("Definition 7, TV = half l1", "sup over events = half the l1 distance (exact)", 1, int(tv_events != tv_half)),
+    ("Definition 7 as printed", "TV = the l1 distance (exact)", 1,
+     int(tv_events != sum(abs(a - b) for a, b in zip(p, p_attacked)))),
+    ("TRS formula as printed", "literal similarity = 1 on every gradient pair", len(lit),
+     int((~torch.isclose(lit, torch.ones_like(lit))).sum())),
+])
+th.glue_check_counts(checks)
+checks

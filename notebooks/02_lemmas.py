@@ -18,8 +18,11 @@
 # The bounds of Theorems 1 and 2 rest on two geometric lemmas about unit vectors (Lemma 5 for the
 # lower bound, Lemma 6 for the upper bound) and on a Markov-inequality step; Appendix A adds
 # Lemma 3 and Theorem 4 for attacks that move the data distribution only a little. This chapter
-# proves the geometric lemmas with sympy where it can (in the plane), checks them on many random
-# vectors in 100 dimensions, looks for counterexamples exactly at their boundary, and checks
+# checks with sympy the *identities* the lemmas' proofs rest on (Lagrange's identity, the law of
+# cosines for unit vectors, the half-angle formulas, the algebra of Eqs. B.28 and B.37); the
+# *inequalities* built on them are argued in prose, not derived by sympy. It then checks the
+# lemmas on many random vectors in 100 dimensions, looks for counterexamples exactly at their
+# boundary, and checks
 # Lemma 3 and Theorem 4 on small discrete distributions where every probability is an exact
 # fraction.
 #
@@ -52,8 +55,9 @@ def unit(v):
 #
 # The proof writes $\delta\cdot x = \delta\cdot y + \delta\cdot(x - y)$ and bounds
 # $\delta\cdot(x - y) \ge -\lVert\delta\rVert\,\lVert x - y\rVert \ge -\epsilon\sqrt{2 - 2m}$. Its two
-# ingredients, symbolically: the Cauchy-Schwarz inequality (in the plane it is Lagrange's identity,
-# a sum of squares) and $\lVert x - y\rVert^2 = 2 - 2m$ for unit vectors.
+# ingredients: the Cauchy-Schwarz inequality, which in the plane follows from Lagrange's identity
+# (the difference is a square; sympy checks the identity, the step to the inequality is ours), and
+# $\lVert x - y\rVert^2 = 2 - 2m$ for unit vectors (an identity, checked by sympy).
 
 # %%
 d1, d2, v1, v2, a, b = sp.symbols("d1 d2 v1 v2 a b", real=True)
@@ -311,8 +315,8 @@ print(f"Pr(G(A(x)) = y) = {P(lambda i: g[A[i]] == lab[i])}, "
 # %% [markdown]
 # ## Recap
 #
-# * **Lemma 5** is true and tight; its symbolic ingredients are Cauchy-Schwarz and
-#   $\lVert x - y\rVert^2 = 2 - 2m$. It supports the lower bound with the *lower* similarity
+# * **Lemma 5** is true and tight; sympy checks the identities behind it (Lagrange's identity,
+#   $\lVert x - y\rVert^2 = 2 - 2m$), the inequality steps are argued in prose. It supports the lower bound with the *lower* similarity
 #   $\underline{\mathcal{S}}$ (Appendix B), not with the upper similarity printed in Section 2.2.2.
 # * **Lemma 6** as stated fails at $\delta = 0$; its non-strict version
 #   ($x\cdot y \le S \Rightarrow \min \le \lVert\delta\rVert\sqrt{(1+S)/2}$) is true, has a one-line
@@ -325,3 +329,30 @@ print(f"Pr(G(A(x)) = y) = {P(lambda i: g[A[i]] == lab[i])}, "
 #   and with Definition 2's reading improves to $\delta + 2\epsilon + \rho$.
 #
 # Each item is in the {doc}`errata <../book/errata>`.
+
+# %% [markdown]
+# ## Checks of this chapter
+#
+# Each row counts the cases a check was run on and how many violated it. A "fail" is a statement
+# of the paper that the chapter refutes (explained in the errata), not a broken cell.
+
+# %%
+zero_p, zero_c = th.lemma6(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), torch.tensor([[0.6, 0.8]]), 0.7)
+checks = th.check_table([
+    ("Lemma 5", "premise => conclusion, random unit vectors in 100-d", int(premise.sum()),
+     int((premise & ~conclusion).sum())),
+    ("Lemma 5 tight", "worst direction attains the slack (|gap| < 1e-12)", len(gap), int((gap.abs() >= 1e-12).sum())),
+    ("Lemma 6 as stated (strict)", "x.y < S => min(delta.x, delta.y) < |delta| sqrt((1+S)/2), random and delta = 0",
+     int(strict_p.sum()) + int(zero_p.sum()), int((strict_p & ~strict_c).sum()) + int((zero_p & ~zero_c).sum())),
+    ("Lemma 6, non-strict", "the version Theorem 2's proof uses, random vectors", int(weak_p.sum()),
+     int((weak_p & ~weak_c).sum())),
+    ("Lemma 6, adversarial search", "no gap above 1e-9 after gradient ascent", len(gap6), int((gap6 > 1e-9).sum())),
+    ("Markov step (Eq. B.35)", "shifted Markov bound, exact distributions with eps - c_G > 0", checked, int(violated)),
+    ("Lemma 3", "Pr(f(A(x)) != g(A(x))) <= 2 eps + rho, exact finite instances", counts["instances"], int(counts["Lemma 3"])),
+    ("Theorem 4, flip reading", "alpha = delta + 4 eps + rho, exact finite instances", counts["instances"],
+     int(counts["Thm 4, flip reading (paper's proof)"])),
+    ("Theorem 4, Definition 2, sharper", "alpha = delta + 2 eps + rho, exact finite instances", counts["instances"],
+     int(counts["Thm 4, Definition 2 reading, delta + 2 eps + rho"])),
+])
+th.glue_check_counts(checks)
+checks

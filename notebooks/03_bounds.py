@@ -212,7 +212,7 @@ print("...and there it is vacuous (> 1):", bool((sweep2.loc[valid_up, "upper"] >
 # ## Where the lower bound can be informative
 #
 # Why is the lower bound never positive above? For the untargeted bound a little algebra
-# (companion's, checked with sympy below) shows: **if $c_\mathcal{G} \ge c_\mathcal{F}$ and
+# (companion's; sympy checks the identity below, the inequalities are argued here) shows: **if $c_\mathcal{G} \ge c_\mathcal{F}$ and
 # $c_\mathcal{F} < \epsilon$, the bound is at most $-(\eta_\mathcal{F} + \eta_\mathcal{G}) \le 0$.**
 # Writing $D = \epsilon - c_\mathcal{F} > 0$, the third term is
 # $\frac{2\epsilon\alpha + D(1-\alpha)}{\epsilon - c_\mathcal{G}} \ge \frac{2\epsilon\alpha + D(1-\alpha)}{D} \ge 1 - \alpha$.
@@ -269,6 +269,8 @@ favourable.round(3)
 # %%
 ok = (favourable["lower"] <= favourable["Pr(T_r)"]) & (favourable["lower (targeted)"] <= favourable["Pr(T_r)"])
 print("every lower bound holds:", bool(ok.all()))
+print("...but the exact transferability is 1 in", int((favourable["Pr(T_r)"] == 1).sum()), "of",
+      len(favourable), "rows (a lower bound below 1 cannot fail there; the searches below test where it can)")
 print("positive lower bounds:", int((favourable["lower"] > 0).sum()), "of", len(favourable))
 print("every positive one has c_F > c_G:", bool((favourable.loc[favourable["lower"] > 0, "c_F"]
                                                  > favourable.loc[favourable["lower"] > 0, "c_G"]).all()))
@@ -293,13 +295,13 @@ ax.set_title("Theorem 1 on a band of points near both boundaries", fontsize=10)
 plt.show()
 
 # %% [markdown]
-# On this support the untargeted lower bound is positive and correct, and *does* get tighter as the
+# On this support the untargeted lower bound is positive and *does* get tighter as the
 # models get smoother, as Appendix B says. It needs all three of: a support concentrated at one
 # margin (width $w \to 0$), nearly parallel gradients, and small $s$. The targeted bound
 # (Theorem B) stays negative: its denominator $c_\mathcal{G} + \epsilon$ is close to 0 here.
 #
 # (theory-upper-search)=
-# ## The upper bound: informative only when nothing transfers
+# ## The upper bound with two classes: informative only when nothing transfers
 #
 # For the upper bound to fall below 1, its denominator must exceed $\xi_\mathcal{F} + \xi_\mathcal{G}$,
 # i.e. the wrong-label loss must be large at *every* point of the support compared with $\epsilon B$.
@@ -376,19 +378,182 @@ print("both invalid here (eps - c_G <= 0):", bounds3["lower_denominator"] <= 0)
 {k: round(v, 4) for k, v in {**terms3, **bounds3}.items() if isinstance(v, float)}
 
 # %% [markdown]
+# (theory-thm1-upper-similarity-false)=
+# ## The main text's Theorem 1 is false
+#
+# The difference above has the sign that makes the printed form (with $\overline{\mathcal{S}}$)
+# claim more than the appendix proves; here is a distribution on which it claims too much. Two
+# 3-class linear softmax models in the plane, $P_x$ = the single point $x_0 = (0.99, 0)$ with label
+# 0, $\epsilon = 1$ (`theory.main_text_counterexample`, whose docstring has the derivation):
+#
+# * $\mathcal{F}$ has $w_0 = 0$, $w_1 = w_2 = -a e_1$ ($a = \sqrt{0.02}$): its loss of label 0
+#   depends on $x_1$ only and decreases in it, so the exact maximiser of Definition 1 is
+#   $x^A = x_0 - \epsilon e_1 = (-0.01, 0)$, which $\mathcal{F}$ misclassifies;
+# * $\mathcal{G}$ has $w_0 = 0$, $w_1 = (-c, d)$, $w_2 = (-c, -e)$ with small $c$: the attack
+#   raises its logit of class 1 by only $c\epsilon$, less than its margin, so nothing transfers;
+# * over the whole plane the two models' loss-gradient cosine is never negative, tends to 0 for
+#   labels 1 and 2, and equals 1 for label 0 on a line: exactly $\underline{\mathcal{S}} = 0$ and
+#   $\overline{\mathcal{S}} = 1$;
+# * $\beta = \max_{j,k}\lVert w_j - w_k\rVert^2/4 = 0.005$ (closed form, a valid constant for
+#   both models).
+
+# %%
+cx = th.main_text_counterexample()
+cx_terms, cx_bounds = cx["terms"], cx["bounds"]
+loss_cx = lambda z, lab: torch.nn.functional.cross_entropy(cx["model_f"](z), lab, reduction="none")
+solver_cx = th.definition1_attack(loss_cx, cx["x"], cx["y"], 1.0, steps=200, starts=4,
+                                  generator=torch.Generator().manual_seed(0))
+print("closed-form attack = Definition 1 solver (to 1e-4):", bool(torch.allclose(solver_cx, cx["x_adv"], atol=1e-4)))
+print("the Markov step applies (eps - c_G > 0):", cx_bounds["lower_denominator"] > 0)
+print(f"printed bound (S_upper = 1): {cx_bounds['lower_main_text']:.3f}  >  true transferability: "
+      f"{cx_terms['transferability']:.0f}")
+print(f"appendix bound (S_lower = 0): {cx_bounds['lower']:.3f}  <=  true transferability")
+pd.Series({k: cx_terms[k] for k in ("alpha", "eta_F", "eta_G", "c_F", "c_G", "beta", "S_lower", "S_upper")}).round(4)
+
+# %% [markdown]
+# So Theorem 1 as printed in Section 2.2.2 is false, even with the hypothesis
+# $\epsilon - c_\mathcal{G} > 0$ added; the appendix form (Eq. B.38) is what the proof shows and
+# holds here. The mechanism is the one the proof's use of Lemma 5 suggests: $\overline{\mathcal{S}}$
+# is a supremum over the whole input space, reached far from the support, while the attack's
+# effect on $\mathcal{G}$ at the support is governed by the cosine *there* (zero).
+#
+# (theory-validity)=
+# ## Searching for violations where the bounds are informative
+#
+# Everything above that "holds" holds where it cannot fail. A lower bound can only be wrong when
+# it is above 0 and the true transferability below 1; an upper bound when it is below 1 and the
+# transferability above 0. `theory.validity` draws exact distributions built to make each bound
+# informative and counts violations:
+#
+# * **Theorem 1 (Eq. B.38) and Theorem B (targeted, Eq. B.29)**: two logistic-regression models,
+#   2-6 support points with integer weights (exact rational probabilities), the exact attack, every
+#   term in closed form from the points' margins (`binary_logistic_terms`, checked against
+#   `bound_terms` in the tests). The points are drawn farther from $\mathcal{F}$'s boundary than
+#   from $\mathcal{G}$'s, which the untargeted bound needs ($c_\mathcal{F} > c_\mathcal{G}$, above),
+#   and one is on $\mathcal{G}$'s wrong side, so the transferability is below 1.
+# * **Theorem 2 (Eq. C.21) and Theorem C (targeted, Eq. C.1)**: for two classes the upper bound is
+#   below 1 only where nothing transfers (previous section). With three classes it need not be: at
+#   a point where the three decision boundaries meet every loss is close to $\log 3$, so
+#   $\ell_{\min}$ stays large while a small attack flips both models there. Each case has two
+#   3-class linear models with nearby junctions, one support point near them (probability up to
+#   0.35) and confidently classified points; $\overline{\mathcal{S}}$ is the largest cosine over a
+#   grid of the plane (a lower estimate of the supremum, so the computed bound is at most the true
+#   one and "no violation" is a safe conclusion).
+
+# %%
+n_search_1, n_search_2 = 6000, 160
+searches = {
+    "Theorem 1 (appendix form)": th.search_theorem1(n_search_1, seed=0),
+    "Theorem B (targeted lower)": th.search_theorem1(n_search_1 // 2, seed=1, targeted=True),
+    "Theorem 2 (upper)": th.search_theorem2(n_search_2, seed=0),
+    "Theorem C (targeted upper)": th.search_theorem2(n_search_2, seed=1, targeted=True),
+}
+search_summary = pd.DataFrame({name: th.summarize(df) for name, df in searches.items()}).T
+search_summary["largest bound"] = [df["bound"].max() for df in searches.values()]
+search_summary.round(4)
+
+# %% [markdown]
+# Theorem 1 (appendix form), Theorem 2 and Theorem C hold on every informative case, with the
+# smallest slack in the table. **Theorem B is never informative**: its largest value is negative.
+# That is not the search's fault. For $\beta$-smooth models, take any point where the targeted
+# attack reaches $y_t$ on $\mathcal{F}$. There $\min_y\ell_\mathcal{F}(x^A, y) = \ell_\mathcal{F}(x^A, y_t)
+# \ge \ell_\mathcal{F}(x, y_t) + \delta\cdot\nabla\ell_\mathcal{F} - \beta\epsilon^2/2$, so
+# $c_\mathcal{F} \ge f(x) \ge \delta\cdot\hat n_\mathcal{F}$, and likewise
+# $c_\mathcal{G} \le g(x) \le \delta\cdot\hat n_\mathcal{G}$ ($\hat n$: the unit loss gradients for $y_t$).
+# Hence $c_\mathcal{G} - c_\mathcal{F} \le \epsilon\lVert\hat n_\mathcal{G} - \hat n_\mathcal{F}\rVert
+# \le \epsilon\sqrt{2 - 2\underline{\mathcal{S}}}$: the "gap" $\epsilon\sqrt{2 - 2\underline{\mathcal{S}}} - (c_\mathcal{G} - c_\mathcal{F})$
+# is $\ge 0$. Substituting into Eq. B.29 is algebra (sympy below): the bound equals
+# $-(\eta_\mathcal{F} + \eta_\mathcal{G}) - \frac{2\epsilon\alpha + (1-\alpha)\,\mathrm{gap}}{c_\mathcal{G} + \epsilon} \le 0$.
+# (If the attack reaches $y_t$ nowhere, $\alpha = 1$ and the bound is negative directly.) The
+# inequalities are argued here in prose; sympy checks the identity only.
+
+# %%
+al, eF, eG, ep, cG, S, gap = sp.symbols("alpha eta_F eta_G epsilon c_G S gap", real=True)
+bound_B = th.lower_bound_targeted(al, eF, eG, ep, cG - ep * sp.sqrt(2 - 2 * S) + gap, cG, S, guard=False)
+print("Eq. B.29 with c_F = c_G - eps sqrt(2 - 2 S) + gap  equals  -(eta_F + eta_G) - (2 eps alpha + (1 - alpha) gap) / (c_G + eps):",
+      sp.simplify(bound_B - (-(eF + eG) - (2 * ep * al + (1 - al) * gap) / (cG + ep))) == 0)
+gaps = pd.concat([searches["Theorem B (targeted lower)"]["targeted_gap"], searches["Theorem C (targeted upper)"]["targeted_gap"]]).dropna()
+print(f"gap >= 0 in all {len(gaps)} targeted cases with alpha < 1 (smallest {gaps.min():.4f})")
+
+# %% [markdown]
+# (theory-tightness)=
+# ### How tight are the bounds where they say something?
+#
+# Each informative case as a point: the bound against the exact transferability. Points must lie
+# below the identity line for a lower bound and above it for an upper bound; the distance to the
+# line is the slack.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+fig, axes = plt.subplots(1, 4, figsize=(14, 3.6))
+for ax, (name, df) in zip(axes, searches.items()):
+    show = df[df["informative"]] if df["informative"].any() else df
+    ax.scatter(show["transferability"], show["bound"].clip(lower=-1.5), s=8, alpha=0.5)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="bound = truth")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel(r"exact $\Pr(T_r = 1)$")
+    ax.set_title(f"{name}\n{int(df['informative'].sum())} informative of {len(df)}"
+                 + ("" if df["informative"].any() else " (all shown)"), fontsize=9)
+axes[0].set_ylabel("bound")
+axes[0].legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The lower bound of Theorem 1 stays far below the truth (a slack of at least 0.1 even in these
+# cases built for it); the upper bounds come closer, but only on supports where a single point
+# near a triple junction carries all the transfer.
+
+# %%
+check_rows = [
+    ("closed-form attack", "binary closed form = Definition 1 solver (400 points)", 1,
+     int(not torch.allclose(solver, th.binary_linear_attack(model_f, x, y, eps), atol=1e-6))),
+    ("guarded bounds, sweeps", "lower <= Pr(T_r) <= upper on sweeps 1-2 (vacuous there)",
+     len(sweep1) + len(sweep2),
+     int((~((sweep1["lower"] <= sweep1["transferability"]) & (sweep1["transferability"] <= sweep1["upper"]))).sum()
+         + (~((sweep2["lower"] <= sweep2["transferability"]) & (sweep2["transferability"] <= sweep2["upper"]))).sum())),
+    ("Thm 1 as printed (S-bar)", "printed bound <= true transferability on the counterexample", 1,
+     int(cx_bounds["lower_main_text"] > cx_terms["transferability"])),
+    ("Thm 1 appendix, counterexample", "Eq. B.38 <= true transferability on the counterexample", 1,
+     int(cx_bounds["lower"] > cx_terms["transferability"])),
+]
+for name, df in searches.items():
+    s = th.summarize(df)
+    check_rows.append((name, "bound holds on informative exact cases", s["informative"], s["violations"]))
+check_rows.append(("Theorem B never positive", "targeted lower bound <= 0 on every case",
+                   len(searches["Theorem B (targeted lower)"]),
+                   int((searches["Theorem B (targeted lower)"]["bound"] > 0).sum())))
+check_rows.append(("targeted gap >= 0", "c_G - c_F <= eps sqrt(2 - 2 S_lower) where alpha < 1", len(gaps),
+                   int((gaps < -1e-9).sum())))
+checks = th.check_table(check_rows)
+
+# %% [markdown]
 # ## Recap
 #
-# * With every term exact, the bounds hold wherever their proofs apply, and the companion found no
-#   violation of the guarded bounds in any sweep.
+# * **Theorem 1 as printed in Section 2.2.2 is false**: with $\overline{\mathcal{S}}$ it gives 0.95
+#   on a one-point distribution whose true transferability is 0, with every hypothesis met
+#   ({ref}`theory-thm1-upper-similarity-false`). The appendix form (Eq. B.38, $\underline{\mathcal{S}}$) holds there.
 # * **Theorem 1 misses a hypothesis**: its Markov step needs $\epsilon - c_\mathcal{G} > 0$
 #   (untargeted) or $c_\mathcal{G} + \epsilon > 0$ (targeted). Because $c_\mathcal{G}$ is a maximum
 #   over the whole support it is typically huge (thousands here, not "within $(-\epsilon, \epsilon)$"),
 #   and without the hypothesis the expression can exceed the true transferability.
-# * **A positive lower bound needs $c_\mathcal{F} > c_\mathcal{G}$**, which rules out
-#   $\mathcal{F} = \mathcal{G}$ and, in practice, any support with a spread of margins. On a support
-#   concentrated at one margin it is positive, correct, and tighter for smoother models.
-# * **The upper bound** is valid only for very smooth (uncertain) models, where it exceeds 1, or on
-#   supports with a margin larger than the attack can cross, where nothing transfers.
+# * **Where the bounds are informative they hold**: the appendix form of Theorem 1, Theorem 2 and
+#   Theorem C on every informative case of the searches (counts and smallest slack in the table
+#   above), with a lower bound that stays far from the truth.
+# * **Theorem B (targeted lower bound) is never positive** for $\beta$-smooth models: true, and
+#   vacuous (argument and sympy identity above).
+# * **A positive untargeted lower bound needs $c_\mathcal{F} > c_\mathcal{G}$**, which rules out
+#   $\mathcal{F} = \mathcal{G}$: every point must be farther from $\mathcal{F}$'s boundary than from
+#   $\mathcal{G}$'s. **The upper bound** with two classes is below 1 only where nothing transfers;
+#   with three classes it is informative on supports where the transfer happens at a triple junction.
 # * "Smoother models give tighter bounds" holds for the lower bound on the favourable support and
-#   for the validity of the upper bound; in none of these sweeps did smoothness make a bound
-#   informative about a transferability that was not already 0 or 1.
+#   for the validity of the upper bound.
+#
+# ## Checks of this chapter
+#
+# Each row counts the cases a check was run on and how many violated it. A "fail" is a statement
+# of the paper that the chapter refutes (explained in {doc}`../book/errata`), not a broken cell.
+
+# %%
+th.glue_check_counts(checks)
+checks

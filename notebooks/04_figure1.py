@@ -249,3 +249,25 @@ print("smoothing lowers Definition 6's quotient by > 100x:",
 # * In the terms of the theorems: small **mean** $|\cos|$ is compatible with high transferability;
 #   the upper bound involves the **supremum** $\overline{\mathcal{S}}$, which smoothness pushes to 1
 #   when boundaries are close.
+
+# %% [markdown]
+# ## Checks of this chapter
+
+# %%
+checks = th.check_table([
+    ("Fourier zigzag", "series with sigma -> 0 = exact zigzag (2001 points, 1e-3)", 2001,
+     int(((Zigzag(1e-9).tri(t) - Zigzag(0.0).tri(t)).abs() >= 1e-3).sum())),
+    ("(a) perfect classifiers", "risk 0 on the data", len(table), int((table["risk"] != 0).sum())),
+    ("(a) zigzag cosine", "|cos| = 1/sqrt(1 + K^2) at every data point (min and max)", 2,
+     int(not math.isclose(zig["S_upper (sampled)"], 1 / math.sqrt(1 + K**2), rel_tol=1e-9))
+     + int(not math.isclose(zig["S_lower (sampled)"], 1 / math.sqrt(1 + K**2), rel_tol=1e-9))),
+    ("(a) transfer despite orthogonality", "Pr(T_r) > 0.9 Pr(F flipped) for the zigzag", 1,
+     int(not zig["Pr(T_r = 1)"] > 0.9 * zig["Pr(F flipped)"])),
+    ("(a) not smooth", "Definition 6 quotient across a kink > 1000", 1, int(not zig["Def. 6 quotient"] > 1000)),
+    ("(b) smoothed: S_upper = 1", "sampled upper similarity > 0.999", 1, int(not smooth["S_upper (sampled)"] > 0.999)),
+    ("(c) orthogonal and smooth", "nothing transfers", 1, int(perp["Pr(T_r = 1)"] != 0.0)),
+    ("smoothing family", "transfer rate > 0.9 Pr(F flipped) for every sigma", len(family),
+     int((~(family["Pr(T_r = 1)"] > 0.9 * family["Pr(F flipped)"])).sum())),
+])
+th.glue_check_counts(checks)
+checks
