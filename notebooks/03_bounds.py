@@ -441,6 +441,7 @@ pd.Series({k: cx_terms[k] for k in ("alpha", "eta_F", "eta_G", "c_F", "c_G", "be
 #   one and "no violation" is a safe conclusion).
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 n_search_1, n_search_2 = 6000, 160
 searches = {
     "Theorem 1 (appendix form)": th.search_theorem1(n_search_1, seed=0),
