@@ -110,3 +110,19 @@ def test_input_gradients_are_per_example_and_per_member():
             loss = torch.nn.functional.cross_entropy(ens.member(k)(xb), y[b:b + 1])
             (ref,) = torch.autograd.grad(loss, xb)
             assert torch.allclose(g[k, b], ref[0], atol=1e-12)
+
+
+def test_faithful_is_a_mode_of_the_published_variant_only():
+    with pytest.raises(ValueError, match="faithful=True is a mode of variant 'published'"):
+        make_config("mnist5k", "trs", variant="seed", faithful=True)
+    with pytest.raises(ValueError, match="plus_adv must be True or False"):
+        make_config("mnist5k", "trs", variant="published", plus_adv=1)
+
+
+def test_recipes_carry_the_authors_values():
+    mnist = make_config("mnist5k", "trs", variant="published")
+    assert (mnist.coeff, mnist.lamda, mnist.scale, mnist.init_eps, mnist.adv_eps, mnist.plus_adv) \
+        == (2.0, 2.0, 5.0, 0.1, 0.2, True)
+    cifar = make_config("cifar10", "trs", variant="published")
+    assert (cifar.coeff, cifar.lamda, cifar.scale, cifar.init_eps, cifar.adv_eps, cifar.plus_adv) \
+        == (8.0, 0.5, 5.0, 0.01, 0.03, True)
