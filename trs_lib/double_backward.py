@@ -54,6 +54,8 @@ __all__ = ["cheap_double_backward", "batch_norm_train", "conv2d", "relu", "max_p
 
 _aten = torch.ops.aten
 _bn_backward = _aten.native_batch_norm_backward
+# the engine's "will this node run in the current backward pass" (private; absent: always compute)
+_will_execute = getattr(torch._C, "_will_engine_execute_node", None)
 
 
 def _wanted(ctx, i: int) -> bool:
@@ -65,8 +67,10 @@ def _wanted(ctx, i: int) -> bool:
     node = ctx.next_functions[i][0]
     if node is None:
         return False
+    if _will_execute is None:
+        return True
     try:
-        return bool(torch._C._will_engine_execute_node(node))
+        return bool(_will_execute(node))
     except RuntimeError:
         return True
 
