@@ -78,7 +78,7 @@ def apgd(model, x, y, *, eps, steps=100, loss="ce", targeted=False, restarts=1, 
         return x.clone()
     y = y.to(device=x.device, dtype=torch.long)
 
-    def loss_(z, yy):
+    def loss_(z, yy, _i):
         if loss == "dlr" and z.shape[1] < 3:
             raise ValueError(f"{_name}: the DLR loss needs at least 3 classes, got {z.shape[1]}")
         return lossf(z, yy, targeted)
@@ -102,24 +102,29 @@ def best_of_restarts(model, x, y, restarts, run):
     return out[idx].detach()
 
 
-def apgd_loop(model, xs, ys, lossf, fooledf, *, eps, steps, rho, norm, generator, output=None):
+def apgd_loop(model, xs, ys, lossf, fooledf, *, eps, steps, rho, norm, generator, output=None,
+              model_for=None):
     """The APGD iteration on validated arguments (shared by APGD-CE/DLR, APGD-T and the reweighing
-    attack). ``lossf(z, ys)`` is the per-example loss to ascend on the model output ``z``;
-    ``fooledf(s, ys)`` the success test on the scores ``s = output(z)`` (default ``z`` itself).
+    attack). ``lossf(z, ys[i], i)`` is the per-example loss to ascend on the model output ``z`` of
+    the rows ``i`` of the batch; ``fooledf(s, ys[i])`` the success test on the scores
+    ``s = output(z)`` (default ``z`` itself); ``model_for(i)`` the model to call on rows ``i``
+    (default ``model``). A point stops at its first fooling iterate (the others' trajectories are
+    unchanged: every quantity is per example), so the work shrinks as points fall.
     Returns ``(x_out, best loss, fooled)``: per example the first fooling iterate, else the best-loss one."""
     output = output or (lambda z: z)
     n = xs.shape[0]
     view = (-1,) + (1,) * (xs.dim() - 1)
 
-    def grad(xa):
-        g, lv, z = input_grad(model, xa, ys, False, loss=lambda z, yy, _t: lossf(z, yy))
-        return g, lv, fooledf(output(z), ys)
+    def grad(xa, i):
+        m = model if model_for is None else model_for(i)
+        g, lv, z = input_grad(m, xa, ys[i], False, loss=lambda z, yy, _t: lossf(z, yy, i))
+        return g, lv, fooledf(output(z), ys[i])
 
-    def step(xa, g, eta):
+    def step(xa, g, eta, xo):
         if norm == "Linf":
-            return project_linf(xa + eta.view(view) * g.sign(), xs, eps)
+            return project_linf(xa + eta.view(view) * g.sign(), xo, eps)
         gn = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(view)
-        return project_l2(xa + eta.view(view) * g / gn, xs, eps)
+        return project_l2(xa + eta.view(view) * g / gn, xo, eps)
 
     if norm == "Linf":
         t = rand_uniform(xs.shape, generator, xs.device, xs.dtype)
@@ -128,7 +133,8 @@ def apgd_loop(model, xs, ys, lossf, fooledf, *, eps, steps, rho, norm, generator
         gdev = generator.device if generator is not None else xs.device
         t = torch.randn(xs.shape, generator=generator, device=gdev).to(xs.device, xs.dtype)
         x_adv = project_l2(xs + eps * t / t.flatten(1).norm(dim=1).clamp_min(1e-12).view(view), xs, eps)
-    g, lv, fooled = grad(x_adv)
+    everyone = torch.arange(n, device=xs.device)
+    g, lv, fooled = grad(x_adv, everyone)
     x_fool = torch.where(fooled.view(view), x_adv, xs)
     x_best, g_best, l_best = x_adv.clone(), g.clone(), lv.clone()
     eta = torch.full((n,), 2 * eps, device=xs.device, dtype=xs.dtype)
@@ -138,22 +144,28 @@ def apgd_loop(model, xs, ys, lossf, fooledf, *, eps, steps, rho, norm, generator
     l_best_last = l_best.clone()
     reduced_last = torch.zeros(n, dtype=torch.bool, device=xs.device)
     l_prev = lv.clone()
-    for i in range(steps):
-        a = 0.75 if i > 0 else 1.0
-        z1 = step(x_adv, g, eta)
-        x_new = project(x_adv + a * (z1 - x_adv) + (1 - a) * (x_adv - x_old), xs, eps, norm)
-        x_old, x_adv = x_adv, x_new
-        g, lv, f = grad(x_adv)
-        x_fool = torch.where((f & ~fooled).view(view), x_adv, x_fool)
-        fooled |= f
-        n_incr += (lv > l_prev).float()
-        l_prev = lv
-        imp = lv > l_best
-        x_best = torch.where(imp.view(view), x_adv, x_best)
-        g_best = torch.where(imp.view(view), g, g_best)
-        l_best = torch.where(imp, lv, l_best)
-        if i + 1 in checks:
-            k = i + 1 - last_check
+    for it in range(steps):
+        a = 0.75 if it > 0 else 1.0
+        i = (~fooled).nonzero().squeeze(1)
+        if i.numel() == 0:
+            break
+        xa, xo = x_adv[i], xs[i]
+        z1 = step(xa, g[i], eta[i], xo)
+        x_new = project(xa + a * (z1 - xa) + (1 - a) * (xa - x_old[i]), xo, eps, norm)
+        x_old[i] = xa
+        x_adv[i] = x_new
+        gi, lvi, f = grad(x_new, i)
+        g[i] = gi
+        x_fool[i[f]] = x_new[f]
+        fooled[i] = f
+        n_incr[i] += (lvi > l_prev[i]).float()
+        l_prev[i] = lvi
+        imp = lvi > l_best[i]
+        x_best[i[imp]] = x_new[imp]
+        g_best[i[imp]] = gi[imp]
+        l_best[i[imp]] = lvi[imp]
+        if it + 1 in checks:
+            k = it + 1 - last_check
             osc = n_incr <= rho * k
             no_impr = ~reduced_last & (l_best_last >= l_best)
             cut = osc | no_impr
@@ -162,7 +174,7 @@ def apgd_loop(model, xs, ys, lossf, fooledf, *, eps, steps, rho, norm, generator
             eta = torch.where(cut, eta / 2, eta)
             x_adv = torch.where(cut.view(view), x_best, x_adv)
             g = torch.where(cut.view(view), g_best, g)
-            last_check, n_incr = i + 1, torch.zeros_like(n_incr)
+            last_check, n_incr = it + 1, torch.zeros_like(n_incr)
     out = torch.where(fooled.view(view), x_fool, x_best)
     return out, l_best, fooled
 

@@ -69,7 +69,7 @@ def apgd_t(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int = 
 
         def run(xs, ys, r, t=t):
             tt = t.repeat(r)
-            return apgd_loop(model, xs, ys, lambda z, yy: dlr_targeted_loss(z, yy, tt),
+            return apgd_loop(model, xs, ys, lambda z, yy, i: dlr_targeted_loss(z, yy, tt[i]),
                              lambda z, yy: z.argmax(1) != yy, eps=eps, steps=steps, rho=rho,
                              norm=norm, generator=generator)
 

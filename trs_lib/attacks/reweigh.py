@@ -98,14 +98,18 @@ def reweigh(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int =
         def run(xs, ys, r, s=s):
             wrapped = Reweighted(model, ys, s, output)
 
-            def lossf(zz, yy):
+            def lossf(zz, yy, _i):
                 c = zz.shape[1] // 2
                 z = zz[:, :c]
                 if loss == "ce":
                     return F.cross_entropy(z, yy, reduction="none")
                 return dlr_loss(z, yy)
 
-            return apgd_loop(wrapped, xs, ys, lossf, lambda f, yy: f.argmax(1) != yy, eps=eps,
+            def model_for(i):
+                wrapped.y = ys[i]
+                return wrapped
+
+            return apgd_loop(wrapped, xs, ys, lossf, lambda f, yy: f.argmax(1) != yy, eps=eps, model_for=model_for,
                              steps=steps, rho=rho, norm=norm, generator=generator,
                              output=lambda zz: zz[:, zz.shape[1] // 2:])
 
