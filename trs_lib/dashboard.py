@@ -21,10 +21,14 @@ from . import results as R
 __all__ = ["claims", "theory_findings", "commands", "render", "write", "badge", "VERDICT_CLASS"]
 
 # Verdict -> CSS class of its badge (book/_static/companion.css).
-VERDICT_CLASS = {"reproduced": "good", "holds": "good",
+VERDICT_CLASS = {"reproduced": "good", "holds": "good", "confirmed": "good",
+                 "holds, never informative": "neutral",
                  "not reproduced": "bad", "refuted": "bad",
                  "inconclusive": "neutral", "vacuous at this scale": "neutral",
                  "not yet run at this scale": "missing"}
+
+# What a claim was judged under (contract C4's ``evaluation``).
+UNDER = {"paper": "the paper's attack", "worst_case": "the strong worst case", "n/a": "no attack"}
 
 SETUP_COMMANDS = ("make book", "make test")
 AUTHORS_CODE = "https://github.com/AI-secure/Transferability-Reduced-Smooth-Ensemble"
@@ -70,8 +74,10 @@ def claims(scale="cpu", records=None, root=None) -> list[dict]:
     out = []
     for r in rows:
         page = r.get("page", "")
+        evaluation = r.get("evaluation", "paper")
         out.append(dict(id=r["id"], text=r.get("text", ""), source=r.get("source", ""), page=page,
-                        verdict=r.get("verdict", ""), evaluation=r.get("evaluation", "paper"),
+                        under=UNDER.get(evaluation, evaluation),
+                        verdict=r.get("verdict", ""), evaluation=evaluation,
                         interval=_interval(r), scale=_short_scale(sc, _dataset_of(page)),
                         evidence=str(r.get("evidence", ""))))
     return out
@@ -91,6 +97,14 @@ def theory_findings() -> list[dict] | None:
     except (ImportError, AttributeError):
         return None
     return [dict(f) for f in find()]
+
+
+def errata_count(path=None) -> int:
+    """How many numbered items ``book/errata.md`` lists (its ``## N.`` headings)."""
+    path = Path(path) if path else Path(__file__).resolve().parents[1] / "book" / "errata.md"
+    if not path.is_file():
+        return 0
+    return len(re.findall(r"^## \d+\.", path.read_text(encoding="utf-8"), flags=re.M))
 
 
 def _wall(records, cells) -> tuple[float, int, int, str]:
@@ -162,19 +176,27 @@ def render(scale="cpu", records=None, root=None, repo_url=None) -> str:
     counts = {}
     for c in cl:
         counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
+    sc = grid.scale(scale)
     lines = [f"## The paper's claims at the {scale.upper()} scale", "",
-             "Each verdict is computed from the run records under `results/` by "
-             "`trs_lib.claims`; the page named with each claim shows its numbers. "
-             + ", ".join(f"{badge(v)} {n}" for v, n in counts.items()) + ".", "",
-             f"The {scale} scale: MNIST columns on "
-             f"{_cell(grid.scale(scale).describe('mnist'))}; CIFAR-10 columns on "
-             f"{_cell(grid.scale(scale).describe('cifar10'))}.", "",
-             "| claim | verdict | interval | scale | page |", "| --- | --- | --- | --- | --- |"]
+             ", ".join(f"{badge(v)} {n}" for v, n in counts.items()) + ". Computed from the "
+             "run records under `results/` by `trs_lib.claims`; each claim links to its page.", "",
+             "```{list-table}", ":header-rows: 1", ":class: dashboard",
+             ":widths: 40 14 22 10 14", "",
+             "* - claim", "  - verdict", "  - paired difference, points [95% interval]", "  - scale", "  - page"]
     for c in cl:
-        lines.append(f"| {_cell(c['text'])} <br><small>{_cell(c['source'])}</small> | "
-                     f"{badge(c['verdict'])} | {_cell(c['interval'])}<br><small>{_cell(c['evidence'])}</small> | "
-                     f"<small>{_cell(c['scale'])}</small> | {{doc}}`../notebooks/{c['page']}` |")
-    lines += ["", "## The theory: what holds and what does not", ""]
+        under = f"; under {c['under']}" if c["evaluation"] in ("paper", "worst_case") else ""
+        lines += [f"* - {_cell(c['text'])} <small>({_cell(c['source'])}{under})</small>",
+                  f"  - {badge(c['verdict'])}",
+                  f"  - {_cell(c['interval'])} <small>{_cell(c['evidence'])}</small>",
+                  f"  - <small>{_cell(c['scale'])}</small>",
+                  f"  - {{doc}}`../notebooks/{c['page']}`"]
+    mnist, cifar = sc.dataset("mnist"), sc.dataset("cifar10")
+    lines += ["```", "",
+              f"The {scale} scale: MNIST columns on {_cell(sc.describe('mnist'))}"
+              if mnist else f"The {scale} scale runs no MNIST column",
+              f"; CIFAR-10 columns on {_cell(sc.describe('cifar10'))}." if cifar
+              else "; CIFAR-10 columns are not run at this scale (GPU work).", ""]
+    lines += ["## The theory: what holds and what does not", ""]
     found = theory_findings()
     if found is None:
         lines += ["The theory chapter lists its findings in {doc}`errata` (the statements, proofs "
@@ -182,9 +204,11 @@ def render(scale="cpu", records=None, root=None, repo_url=None) -> str:
                   "theorem in {doc}`theory`.", ""]
     else:
         refuted = [f for f in found if f.get("verdict") == "refuted"]
-        lines += [f"{len(found)} statements checked, {len(refuted)} refuted; the errata are in "
-                  "{doc}`errata`.", "", "| statement | verdict | evidence | page |",
-                  "| --- | --- | --- | --- |"]
+        n_errata = errata_count()
+        lines += [f"{len(found)} findings, {len(refuted)} of them statements of the paper refuted "
+                  "by a counterexample; "
+                  + (f"{n_errata} errata" if n_errata else "the errata") + " in {doc}`errata`.",
+                  "", "| statement | verdict | evidence | page |", "| --- | --- | --- | --- |"]
         for f in found:
             page = str(f.get("page", "")).removesuffix(".ipynb").removesuffix(".md")
             link = f"{{doc}}`../notebooks/{page}`" if page and not page.startswith("book/") \

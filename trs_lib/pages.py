@@ -23,7 +23,8 @@ from . import paper_numbers as P
 from . import results as R
 
 __all__ = ["label", "readable", "cells", "robustness_plot", "tables", "scale_table", "audit_tables",
-           "claims_table", "transfer_section", "best_table", "record_counts", "EVALUATIONS"]
+           "claims_table", "transfer_section", "best_table", "record_counts", "load_ensemble",
+           "attack_report", "EVALUATIONS"]
 
 # The two evaluations of a cell (contract C4): the paper's attack at its setting, and the
 # strong suite's worst case at the same budget.
@@ -258,7 +259,8 @@ def claims_table(ids, scale="cpu", records=None, root=None):
     """The verdicts of the claims ``ids`` (``trs_lib.claims``), one row per claim."""
     import pandas as pd
     rows = [c for c in dashboard.claims(scale, _records(records, root)) if c["id"] in ids]
-    out = pd.DataFrame([{"claim": c["text"], "verdict": c["verdict"], "interval": c["interval"],
+    out = pd.DataFrame([{"claim": c["text"], "judged under": c["under"], "verdict": c["verdict"],
+                         "difference, points [95% interval]": c["interval"],
                          "evidence": readable(c["evidence"])} for c in rows],
                        index=[c["id"] for c in rows])
     out.index.name = "claim id"
@@ -296,3 +298,82 @@ def transfer_section(figure_id, scale="cpu", records=None, root=None, show=True,
                 display(Markdown(f"**{t}**"))
                 display(df)
     return fig, parts
+
+
+# ------------------------------------------------------------------ attack our ensembles
+def load_ensemble(column="trs", seed=0, fallback=None, log=print):
+    """An ensemble of the CPU-scale zoo (``trs_lib.zoo.load``, contract C6) and a sentence saying
+    where it came from. While the zoo is empty (or lacks ``column``), ``fallback()`` is called
+    instead (e.g. a small fresh training) and the sentence says so."""
+    try:
+        from . import zoo
+        have = list(zoo.available())
+    except ImportError:
+        zoo, have = None, []
+    if (column, seed) in [tuple(a) for a in have]:
+        ensemble, record = zoo.load(column, seed=seed)
+        return ensemble, f"zoo: column {column!r}, seed {seed} (checksum verified)"
+    if fallback is None:
+        raise ValueError(f"the zoo has no ({column!r}, {seed}); available: {have}; "
+                         "pass fallback= to train one instead")
+    why = "the zoo is empty" if not have else f"the zoo has no ({column!r}, {seed}) (it has {have})"
+    log(f"{why}: using a freshly trained ensemble instead")
+    return fallback(), f"fresh training ({why})"
+
+
+def attack_report(model, attack, x, y, budgets, suite="linf", overrides=None, seed=0):
+    """Your attack beside the strong worst-case suite, per budget (accuracy % with 95% interval).
+
+    ``attack(model, x, y, eps) -> x_adv``: any function of yours; its examples are checked to lie
+    in the L-infinity ball and in [0, 1] (else a ``ValueError`` names the budget). Columns: your
+    attack, the suite's worst case (``trs_lib.worst_case``, when the strong evaluation provides
+    it; else PGD-50 with 3 restarts), and both together (a point counts as robust only if it
+    survives every attack), plus which attack broke the most points.
+    """
+    import pandas as pd
+    import torch
+    from .stats import wilson_interval
+    if not callable(attack):
+        raise ValueError(f"attack must be a function (model, x, y, eps) -> x_adv, got {attack!r}")
+    budgets = [float(b) for b in budgets]
+    if not budgets or any(not b >= 0 for b in budgets):
+        raise ValueError(f"budgets must be non-negative numbers, got {budgets!r}")
+    model.eval()
+
+    def correct(xa):
+        with torch.no_grad():
+            return (model(xa).argmax(1) == y).cpu()
+
+    def fmt(ok):
+        n, k = len(ok), int(ok.sum())
+        lo, hi = wilson_interval(k, n)
+        return f"{100 * k / n:.1f} [{100 * lo:.0f}, {100 * hi:.0f}]"
+
+    rows = []
+    for eps in budgets:
+        xa = attack(model, x, y, eps).detach()
+        if xa.shape != x.shape or (xa - x).abs().max() > eps * (1 + 1e-5) + 1e-6 \
+                or xa.min() < -1e-6 or xa.max() > 1 + 1e-6:
+            raise ValueError(f"your attack at eps={eps:g} returned examples outside the "
+                             "L-infinity ball or [0, 1]")
+        mine = correct(xa)
+        try:
+            from .worst_case import worst_case
+            wc = worst_case(model, x, y, eps=eps, suite=suite, overrides=overrides, seed=seed)
+            strong = torch.tensor([c == "1" for c in wc["correct"]])
+            broken = max(wc["broken_by"].items(), key=lambda kv: kv[1])[0] if wc["broken_by"] else "-"
+            name = f"worst case ({suite} suite)"
+        except ImportError:
+            from .attacks import get
+            pgd = get("pgd")
+            strong = torch.ones_like(mine)
+            for r in range(3):
+                torch.manual_seed(seed + r)
+                strong &= correct(pgd(model, x, y, eps=eps, steps=50, alpha=eps / 10))
+            broken, name = "pgd", "PGD-50, 3 restarts"
+        rows.append({"eps": f"{eps:g}", "your attack": fmt(mine), name: fmt(strong),
+                     "both (per point)": fmt(mine & strong),
+                     "your attack finds points the suite misses": int((~mine & strong).sum()),
+                     "suite attack that broke most points": broken})
+    out = pd.DataFrame(rows).set_index("eps")
+    return out
