@@ -44,6 +44,14 @@
 # ```
 #
 # Every parameter left at `None` takes the value of the data set's recipe (`trs_lib.recipes`).
+#
+# `variant="published"` trains the loss of the authors' released code instead, with their
+# parameter names and values (`coeff`, `lamda`, `scale`, `init_eps`, `adv_eps`, `plus_adv`), and
+# `faithful=True` runs their computation exactly (see the methods chapter):
+#
+# ```
+# papermill notebooks/train_trs.ipynb out.ipynb -p variant published -p faithful True
+# ```
 
 # %% tags=["parameters"]
 dataset = "mnist5k"     # mnist5k | mnist | fashion_mnist | cifar10
@@ -53,7 +61,14 @@ arch = None             # resnet20 | small_cnn (recipe: small_cnn for mnist5k, r
 epochs = None           # recipe: 8 for mnist5k, 40 for MNIST, 180 for CIFAR-10
 lam = None              # TRS lambda (both lambda_1 and lambda_2; recipe: 0.1 MNIST, 0.01 CIFAR-10)
 c = None                # TRS weight c (recipe: 2.0 MNIST, 5.0 CIFAR-10)
-variant = None          # seed (the paper's Sec. 3) | published (|cos| + smoothness at PGD inputs)
+variant = None          # seed (the paper's Sec. 3) | published (the authors' released loss)
+faithful = None         # published only: True = the authors' computation exactly, False = fast
+coeff = None            # published: the authors' names and values (recipe: MNIST 2 / CIFAR-10 8)
+lamda = None            # published: smoothness weight (recipe: MNIST 2 / CIFAR-10 0.5)
+scale = None            # published: overall weight of both terms (recipe: 5)
+init_eps = None         # published: PGD radius at epoch 0 (recipe: MNIST 0.1 / CIFAR-10 0.01)
+adv_eps = None          # published: radius the ramp heads to (recipe: MNIST 0.2 / CIFAR-10 0.03)
+plus_adv = None         # published: smoothness at PGD inputs (recipe: True) or at the clean batch
 batch_size = None       # recipe: 128
 seed = 0
 device = "auto"         # auto | cpu | cuda
@@ -63,17 +78,23 @@ out_dir = None          # default: runs/<method>-<dataset>-<config hash>
 compare_vanilla = True  # also train a vanilla ensemble with the same seed and settings
 
 # %%
+import warnings
+
 from trs_lib.recipes import make_config
 from trs_lib.train import check_notebook_parameters, train
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # no ipywidgets: text progress bars
 
 check_notebook_parameters(globals(), extra=("compare_vanilla",))  # refuses a misspelt -p name
 
 overrides = dict(num_models=num_models, arch=arch, epochs=epochs, lam=lam, c=c, variant=variant,
-                 batch_size=batch_size, seed=seed, device=device, data_root=data_root,
-                 download=download)
+                 faithful=faithful, coeff=coeff, lamda=lamda, scale=scale, init_eps=init_eps,
+                 adv_eps=adv_eps, plus_adv=plus_adv, batch_size=batch_size, seed=seed,
+                 device=device, data_root=data_root, download=download)
 config = make_config(dataset, method, **overrides)
 {k: v for k, v in config.to_dict().items() if k in (
-    "dataset", "method", "arch", "num_models", "epochs", "batch_size", "lr", "variant", "lam", "c", "seed")}
+    "dataset", "method", "arch", "num_models", "epochs", "batch_size", "lr", "variant", "faithful",
+    "lam", "c", "seed")}
 
 # %% [markdown]
 # ## Train
