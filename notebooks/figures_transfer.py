@@ -56,17 +56,17 @@ fig, matrices = pages.transfer_section("fig2", scale, records, show=False)
 # The same matrices as numbers (accuracy %):
 
 # %%
-pages.transfer_section("fig2", scale, records, plot=False);
+pages.transfer_section("fig2", scale, records, plot=False)
 
 # %%
-pages.claims_table(["transfer", "benign"], scale, records)
+pages.claims_table(page="figures_transfer", scale=scale, records=records)
 
 # %% [markdown]
 # ## Figure 4 (CIFAR-10, eps = 0.05)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-fig4, matrices4 = pages.transfer_section("fig4", scale, records)
+pages.transfer_section("fig4", scale, records)
 
 # %% [markdown]
 # ## Recap

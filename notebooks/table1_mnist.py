@@ -63,7 +63,7 @@ fig = pages.robustness_plot(1, scale, records)
 # The same numbers as tables (rows: attack and budget; columns: the paper's methods).
 
 # %%
-pages.tables(1, scale, records);
+pages.tables(1, scale, records)
 
 # %% [markdown]
 # ## The scale of each column
@@ -84,7 +84,7 @@ pages.scale_table(1, scale, records)
 # FAIL means the paper-attack numbers of that column overstate its robustness.
 
 # %%
-pages.audit_tables(1, scale, records);
+pages.audit_tables(1, scale, records)
 
 # %% [markdown]
 # ## Does TRS win?
@@ -97,7 +97,7 @@ pages.audit_tables(1, scale, records);
 pages.best_table(1, scale, records)
 
 # %%
-pages.claims_table(["mnist-most", "mnist-audit"], scale, records)
+pages.claims_table(page="table1_mnist", scale=scale, records=records)
 
 # %% [markdown]
 # ## Recap

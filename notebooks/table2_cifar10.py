@@ -54,7 +54,7 @@ fig = pages.robustness_plot('2', scale, records)
 # this scale are named instead of shown.
 
 # %%
-pages.tables('2', scale, records);
+pages.tables('2', scale, records)
 
 # %% [markdown]
 # ## The scale of each column
@@ -75,7 +75,7 @@ pages.scale_table('2', scale, records)
 # the paper-attack numbers of that column overstate its robustness.
 
 # %%
-pages.audit_tables('2', scale, records);
+pages.audit_tables('2', scale, records)
 
 # %% [markdown]
 # ## The verdicts
@@ -83,7 +83,7 @@ pages.audit_tables('2', scale, records);
 # Computed from the same records by `trs_lib.claims` (also on the landing page).
 
 # %%
-pages.claims_table(['cifar-most'], scale, records)
+pages.claims_table(page="table2_cifar10", scale=scale, records=records)
 
 # %% [markdown]
 # ## Recap

@@ -56,7 +56,7 @@ fig = pages.robustness_plot('3', scale, records)
 # this scale are named instead of shown.
 
 # %%
-pages.tables('3', scale, records);
+pages.tables('3', scale, records)
 
 # %% [markdown]
 # ## The scale of each column
@@ -77,7 +77,7 @@ pages.scale_table('3', scale, records)
 # the paper-attack numbers of that column overstate its robustness.
 
 # %%
-pages.audit_tables('3', scale, records);
+pages.audit_tables('3', scale, records)
 
 # %% [markdown]
 # ## The verdicts
@@ -85,7 +85,7 @@ pages.audit_tables('3', scale, records);
 # Computed from the same records by `trs_lib.claims` (also on the landing page).
 
 # %%
-pages.claims_table(['members', 'at', 'pgd110'], scale, records)
+pages.claims_table(page="table3_4_members_at", scale=scale, records=records)
 
 # %% [markdown]
 # ## Table 4 (CIFAR-10)
@@ -97,7 +97,7 @@ pages.claims_table(['members', 'at', 'pgd110'], scale, records)
 fig4 = pages.robustness_plot("4", scale, records)
 
 # %%
-pages.tables("4", scale, records);
+pages.tables("4", scale, records)
 
 # %%
 pages.scale_table("4", scale, records)

@@ -41,7 +41,7 @@ records = results.load_records()
 # this scale are named instead of shown.
 
 # %%
-pages.tables('6', scale, records);
+pages.tables('6', scale, records)
 
 # %% [markdown]
 # ## The scale of each column
@@ -58,7 +58,7 @@ pages.scale_table('6', scale, records)
 # Computed from the same records by `trs_lib.claims` (also on the landing page).
 
 # %%
-pages.claims_table(['ila'], scale, records)
+pages.claims_table(page="table6_ila", scale=scale, records=records)
 
 # %% [markdown]
 # ## Recap

@@ -105,7 +105,10 @@ def test_table6_cifar_row_shows_the_papers_numbers():
 
 
 def test_one_noise_tolerance_wording():
-    from trs_lib.claims import TOLERANCE
+    from trs_lib.claims import BENIGN_MARGIN, MARGIN, TOLERANCE
+    rule = _norm(_page("notebooks/summary.html").text)
+    assert f"{MARGIN:g} points for a claim" in rule and f"{BENIGN_MARGIN:g} point of clean" in rule, \
+        "the summary page does not state trs_lib.claims' margins"
     words = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
     for rel in ("notebooks/summary.html", "book/results_summary.html", "notebooks/table1_mnist.html"):
         text = _page(rel).text

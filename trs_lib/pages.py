@@ -161,8 +161,8 @@ def _paper(rec):
 def tables(table_id, scale="cpu", records=None, root=None, frame=None, show=True):
     """The numbers of a table as narrow tables (rows: attack and budget; columns: the
     paper's columns): ours with its 95% interval, the paper's, ours minus the paper's, and
-    the strong worst case at the same budget. Returns ``{title: DataFrame}``; with ``show``
-    displays each under its title. Tables whose every cell is missing are not shown: one line
+    the strong worst case at the same budget. With ``show`` (default) displays each under its
+    title and returns None; else returns ``{title: DataFrame}``. Tables whose every cell is missing are not shown: one line
     says so instead."""
     frame = cells(table_id, scale, records, root) if frame is None else frame
     parts = {
@@ -174,7 +174,7 @@ def tables(table_id, scale="cpu", records=None, root=None, frame=None, show=True
         parts["Ours under the strong attack at the same budget (worst case) [95% interval]"] = \
             _grid(frame, "worst_case", _ours)
     if show:
-        _show(parts)
+        return _show(parts)
     return parts
 
 
@@ -239,7 +239,8 @@ def best_table(table_id, scale="cpu", records=None, root=None):
 
 
 def audit_tables(table_id, scale="cpu", records=None, root=None, show=True):
-    """The adaptive audit's checks per column and, when any ran, one line per check."""
+    """The adaptive audit's checks per column and, when any ran, one line per check (displayed
+    with ``show``, else returned as ``{title: DataFrame}``)."""
     records = _records(records, root)
     checks = R.audit_checks_frame(table_id, scale, records)
     checks.index = [label(i) for i in checks.index]
@@ -251,14 +252,16 @@ def audit_tables(table_id, scale="cpu", records=None, root=None, show=True):
              "What each check measured": details.set_index(["column", "check"]) if len(details)
              else details}
     if show:
-        _show(parts)
+        return _show(parts)
     return parts
 
 
-def claims_table(ids, scale="cpu", records=None, root=None):
-    """The verdicts of the claims ``ids`` (``trs_lib.claims``), one row per claim."""
+def claims_table(ids=None, scale="cpu", records=None, root=None, page=None):
+    """The verdicts of ``trs_lib.claims``, one row per claim and evaluation: the claims ``ids``,
+    or every claim whose page is ``page`` (a notebook name), or all of them."""
     import pandas as pd
-    rows = [c for c in dashboard.claims(scale, _records(records, root)) if c["id"] in ids]
+    rows = [c for c in dashboard.claims(scale, _records(records, root))
+            if (ids is None or c["id"] in ids) and (page is None or c["page"] == page)]
     out = pd.DataFrame([{"claim": c["text"], "judged under": c["under"], "verdict": c["verdict"],
                          "difference, points [95% interval]": c["interval"],
                          "evidence": readable(c["evidence"])} for c in rows],
@@ -276,8 +279,9 @@ def record_counts(records):
 
 
 def transfer_section(figure_id, scale="cpu", records=None, root=None, show=True, plot=True):
-    """Figures 2-4: the annotated heatmaps (vanilla, TRS and TRS minus vanilla) and, with
-    ``show``, the matrices as numbers. Returns ``(figure or None, {title: DataFrame})``."""
+    """Figures 2-4: the annotated heatmaps (vanilla, TRS and TRS minus vanilla) and the matrices
+    as numbers. With ``show`` (default) displays the matrices and returns None; else returns
+    ``(figure or None, {title: DataFrame})``."""
     import pandas as pd
     from . import plots
     frames = R.transfer_frames(figure_id, scale, _records(records, root))
@@ -297,6 +301,7 @@ def transfer_section(figure_id, scale="cpu", records=None, root=None, show=True,
             if len(df):
                 display(Markdown(f"**{t}**"))
                 display(df)
+        return None
     return fig, parts
 
 
