@@ -28,7 +28,8 @@ $(MATHJAX):
 
 # The landing page's dashboard, generated from the records (trs_lib.dashboard).
 dashboard: $(STAMP)
-	$(VENV)/bin/python -m trs_lib.dashboard book/_generated/dashboard.md
+	rm -rf book/_static/results
+	$(VENV)/bin/python -m trs_lib.dashboard book/_generated/dashboard.md --records book/_static/results
 
 book: $(STAMP) $(MATHJAX) dashboard
 	$(VENV)/bin/jupyter-book build . -W --keep-going

@@ -69,6 +69,15 @@ pages.claims_table(page="figures_transfer", scale=scale, records=records)
 pages.transfer_section("fig4", scale, records)
 
 # %% [markdown]
+# ## The records
+#
+# Every number on this page comes from one of these run records (download them; the executed
+# notebook of each run lies beside it under `results/`).
+
+# %%
+pages.records_links('fig2', scale, records)
+
+# %% [markdown]
 # ## Recap
 #
 # * The paper gives these figures as images only, so the page compares the claim (transfer

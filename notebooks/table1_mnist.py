@@ -100,6 +100,15 @@ pages.best_table(1, scale, records)
 pages.claims_table(page="table1_mnist", scale=scale, records=records)
 
 # %% [markdown]
+# ## The records
+#
+# Every number on this page comes from one of these run records (download them; the executed
+# notebook of each run lies beside it under `results/`).
+
+# %%
+pages.records_links('1', scale, records)
+
+# %% [markdown]
 # ## Recap
 #
 # * Every number above is read from `results/eval/*.json`; the executed notebook that produced

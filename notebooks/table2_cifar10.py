@@ -86,6 +86,15 @@ pages.audit_tables('2', scale, records)
 pages.claims_table(page="table2_cifar10", scale=scale, records=records)
 
 # %% [markdown]
+# ## The records
+#
+# Every number on this page comes from one of these run records (download them; the executed
+# notebook of each run lies beside it under `results/`).
+
+# %%
+pages.records_links('2', scale, records)
+
+# %% [markdown]
 # ## Recap
 #
 # * At the CPU scale this page shows the paper's numbers only; the same page shows paper-scale

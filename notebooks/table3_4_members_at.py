@@ -103,6 +103,15 @@ pages.tables("4", scale, records)
 pages.scale_table("4", scale, records)
 
 # %% [markdown]
+# ## The records
+#
+# Every number on this page comes from one of these run records (download them; the executed
+# notebook of each run lies beside it under `results/`).
+
+# %%
+pages.records_links('3', scale, records)
+
+# %% [markdown]
 # ## Recap
 #
 # * TRS (k = 3) and ADP share their records with Table 1: the grid runs each ensemble once.

@@ -84,6 +84,15 @@ pages.audit_tables('5', scale, records)
 pages.claims_table(page="table5_c", scale=scale, records=records)
 
 # %% [markdown]
+# ## The records
+#
+# Every number on this page comes from one of these run records (download them; the executed
+# notebook of each run lies beside it under `results/`).
+
+# %%
+pages.records_links('5', scale, records)
+
+# %% [markdown]
 # ## Recap
 #
 # * The verdict compares the spread over c in ours, with its 95% interval, against the paper's

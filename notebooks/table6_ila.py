@@ -61,6 +61,15 @@ pages.scale_table('6', scale, records)
 pages.claims_table(page="table6_ila", scale=scale, records=records)
 
 # %% [markdown]
+# ## The records
+#
+# Every number on this page comes from one of these run records (download them; the executed
+# notebook of each run lies beside it under `results/`).
+
+# %%
+pages.records_links('6', scale, records)
+
+# %% [markdown]
 # ## Recap
 #
 # * ILA is itself the transfer attack here, so there is no strong-attack column.

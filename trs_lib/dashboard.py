@@ -230,6 +230,36 @@ def render(scale="cpu", records=None, root=None, repo_url=None) -> str:
     return "\n".join(lines)
 
 
+def _relative_paths(obj, project: str):
+    """``obj`` with every string that starts with the project's absolute path made relative."""
+    if isinstance(obj, dict):
+        return {k: _relative_paths(v, project) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_relative_paths(v, project) for v in obj]
+    if isinstance(obj, str) and obj.startswith(project):
+        return obj[len(project):].lstrip("/") or "."
+    return obj
+
+
+def export_records(dest, root=None) -> int:
+    """Copy every run record under ``results/`` to ``dest`` (the site's download folder), with
+    paths of the machine that ran it made relative to the project and the checksum renewed.
+    Returns how many records it wrote."""
+    from .atomic import atomic_write_json
+    from .paths import results_dir
+    src = Path(root or results_dir())
+    project = str(src.resolve().parent)
+    dest = Path(dest)
+    n = 0
+    for key, rec in R.load_records(src).items():
+        rec = {k: v for k, v in rec.items() if not k.startswith("_")}
+        out = dest / f"{key}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out, _relative_paths(rec, project), checksum=True)
+        n += 1
+    return n
+
+
 def write(path, scale="cpu", root=None) -> Path:
     """Write :func:`render` to ``path`` (creating its folder); returns the path."""
     path = Path(path)
@@ -238,7 +268,10 @@ def write(path, scale="cpu", root=None) -> Path:
     return path
 
 
-if __name__ == "__main__":  # python -m trs_lib.dashboard OUT.md [scale]
-    if len(sys.argv) not in (2, 3):
-        sys.exit("usage: python -m trs_lib.dashboard OUT.md [cpu|paper]")
-    print(f"dashboard: {write(sys.argv[1], *(sys.argv[2:] or ['cpu']))}")
+if __name__ == "__main__":  # python -m trs_lib.dashboard OUT.md [--records DIR]
+    args = sys.argv[1:]
+    if len(args) not in (1, 3) or (len(args) == 3 and args[1] != "--records"):
+        sys.exit("usage: python -m trs_lib.dashboard OUT.md [--records DOWNLOAD_DIR]")
+    print(f"dashboard: {write(args[0])}")
+    if len(args) == 3:
+        print(f"records for download: {export_records(args[2])} in {args[2]}")

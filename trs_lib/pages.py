@@ -24,7 +24,7 @@ from . import results as R
 
 __all__ = ["label", "readable", "cells", "robustness_plot", "tables", "scale_table", "audit_tables",
            "claims_table", "transfer_section", "best_table", "record_counts", "load_ensemble",
-           "attack_report", "EVALUATIONS"]
+           "attack_report", "records_links", "EVALUATIONS"]
 
 # The two evaluations of a cell (contract C4): the paper's attack at its setting, and the
 # strong suite's worst case at the same budget.
@@ -268,6 +268,34 @@ def claims_table(ids=None, scale="cpu", records=None, root=None, page=None):
                        index=[c["id"] for c in rows])
     out.index.name = "claim id"
     return out
+
+
+# Where the built site serves the records (``make book`` exports them there), from a notebook page.
+RECORDS_URL = "../_static/results"
+
+
+def records_links(target, scale="cpu", records=None, root=None):
+    """Download links to the records behind Table or Figure ``target`` at ``scale`` (every seed
+    of the scale), as Markdown; one sentence when none has run."""
+    from IPython.display import Markdown
+    from . import grid
+    records = _records(records, root)
+    sc = grid.scale(scale)
+    keys = []
+    for seed in getattr(sc, "seeds", (0,)):
+        try:
+            cells = grid.table_cells(str(target), scale, seed)
+        except TypeError:  # a grid without seeds
+            cells = grid.table_cells(str(target), scale)
+        for cell in list(cells["train"].values()) + list(cells["eval"].values()):
+            key = f"{cell.kind}/{cell.name}"
+            if key in records and key not in keys:
+                keys.append(key)
+    if not keys:
+        return Markdown(f"No record behind this page at scale `{scale}` yet.")
+    items = "\n".join(f"* [{k}.json]({RECORDS_URL}/{k}.json)" for k in keys)
+    return Markdown(f"The {len(keys)} run records behind this page (JSON: config, metrics, git "
+                    f"commit, hardware, wall time):\n\n{items}")
 
 
 def record_counts(records):
