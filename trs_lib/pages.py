@@ -30,6 +30,10 @@ __all__ = ["label", "readable", "cells", "robustness_plot", "tables", "scale_tab
 # strong suite's worst case at the same budget.
 EVALUATIONS = {"paper": "the paper's attack", "worst_case": "strong attack (worst case)"}
 
+# Columns the grid adds beyond the paper's (issue 16), as a reader would name them.
+EXTRA_LABELS = {"trs_published": "TRS (as published)", "gal": "GAL", "dverge": "DVERGE",
+                "vanilla": "vanilla", "r20": "TRS (ResNet-20)"}
+
 _SUB = re.compile(r"^(?P<name>\w+) ?_\{(?P<a>[^,}]+),(?P<b>[^}]+)\}$")
 
 
@@ -89,7 +93,7 @@ def cells(table_id, scale="cpu", records=None, root=None):
     rows = {r.key: r for r in tab.rows}
     labels = dict(zip(tab.columns, tab.column_labels))
     frame = frame.copy()
-    frame["label"] = [label(labels.get(c, c)) for c in frame["column"]]
+    frame["label"] = [label(labels.get(c, EXTRA_LABELS.get(c, c))) for c in frame["column"]]
     frame["attack_label"] = [rows[k].label if k in rows else k for k in frame["row"]]
     frame["para"] = [rows[k].para if k in rows else "" for k in frame["row"]]
     if tab.id == "6":
