@@ -143,3 +143,19 @@ def test_interval_fields_by_hand():
     assert f["correct"] == "1011" and f["accuracy"] == 0.75
     lo, hi = f["ci95"]
     assert lo == pytest.approx(0.3006, abs=1e-3) and hi == pytest.approx(0.9544, abs=1e-3)  # Wilson, k=3, n=4
+
+
+def test_audit_suite_records_the_per_sample_worst_case_row():
+    ens = quick_ensemble()
+    x, y = test_points(16)
+    rows = [dict(attack="apgd_ce", param="eps", value=0.15, steps=5)]
+    s = {"audit_steps": 5, "audit_more_steps": 5, "audit_more_restarts": 1, "audit_strong_steps": 5,
+         "audit_square_queries": 30, "audit_surrogate_n": 300}
+    m = E.evaluate_suite(ens, x, y, "audit", rows, s, progress=False)
+    wc = next(r for r in m["rows"] if r["key"] == "worst_case:linf/eps=0.15")
+    assert wc["suite_attacks"] == ["apgd_ce", "apgd_t", "reweigh", "square"]
+    assert len(wc["correct"]) == len(x) == len(wc["broken_by_point"])
+    assert [c == "1" for c in wc["correct"]] == [b is None for b in wc["broken_by_point"]]
+    apgd = next(r for r in m["rows"] if r["attack"] == "apgd_ce")
+    assert wc["accuracy"] <= apgd["accuracy"] + 0.2  # same points; different seeds, so noise allowed
+    assert m["audit_worst_case"]["accuracy"] == wc["accuracy"]

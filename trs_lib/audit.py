@@ -176,11 +176,17 @@ def audit(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, surrogate=None
         sq_res = robust_accuracy(model, x, y, "square", eps=eps, n_queries=square_queries, **kw)
         sq = sq_res["accuracy"]
         sq_correct = torch.tensor([c == "1" for c in sq_res["correct"]])
-        both = (wb_correct & sq_correct).float().mean().item()
+        both_ok = wb_correct & sq_correct
+        both = int(both_ok.sum()) / n
+        by_point = [b if b is not None else ("square" if not s_ok else None)
+                    for b, s_ok in zip(wc["broken_by_point"], sq_correct.tolist())]
         out.append(_verdict("square", wb - sq <= tol,
                             f"Square ({square_queries} queries, no gradients): {sq:.1%}; white-box worst case: "
                             f"{wb:.1%} (Square stronger by {wb - sq:+.1%}, noise {tol:.1%}); both together: {both:.1%}",
-                            {"square": sq, "whitebox": wb, "combined": both}, tol))
+                            {"square": sq, "whitebox": wb, "combined": both,
+                             "combined_correct": "".join("1" if v else "0" for v in both_ok.tolist()),
+                             "suite_attacks": list(WHITEBOX) + ["square"],
+                             "broken_by_point": by_point}, tol))
     if "transfer" in checks:
         made = surrogate is None
         if made:

@@ -274,7 +274,10 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
 
     * ``whitebox``: robust accuracy of the ensemble per row (CW steps from ``settings["cw_steps"]``).
     * ``audit``: APGD-CE / APGD-DLR rows (``settings["audit_steps"]``) and the sanity checks of
-      :func:`trs_lib.audit.audit` at the largest L-inf budget of the rows.
+      :func:`trs_lib.audit.audit` at the largest L-inf budget of the rows, plus the audit's number:
+      a ``worst_case:linf/eps=<v>`` row (white-box worst case and Square, per point).
+    * ``worst_case``: :func:`worst_case_table` at each row's budget, suite
+      ``settings["worst_case_suite"]`` (``linf`` or ``l2``), ``settings["worst_case_overrides"]``.
     * ``transfer``: one member-to-member matrix per row.
     * ``ila``: the ILA table per row (crafted on member 1).
 
@@ -333,9 +336,18 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
                                       square_queries=int(s.get("audit_square_queries", 1000)),
                                       surrogate_data=None if surrogate is not None else
                                       _surrogate_data(dataset, int(s.get("audit_surrogate_n", 2000)), x.device))
-            wc = next((c for c in metrics["checks"] if c["check"] == "square"), None)
-            if wc is not None:
-                metrics["audit_worst_case"] = {"eps": eps, "accuracy": wc["values"]["combined"]}
+            sq = next((c for c in metrics["checks"] if c["check"] == "square"), None)
+            if sq is not None:  # the audit's number: the per-sample worst case (white-box suite + Square)
+                v = sq["values"]
+                ok = torch.tensor([c == "1" for c in v["combined_correct"]])
+                bp = v["broken_by_point"]
+                row = {"key": f"worst_case:linf/eps={float(eps):g}", "attack": "worst_case", "param": "eps",
+                       "value": float(eps), "steps": None, "suite": "linf", **interval_fields(ok),
+                       "suite_attacks": v["suite_attacks"],
+                       "broken_by": {a: sum(b == a for b in bp) for a in v["suite_attacks"]},
+                       "broken_by_point": bp}
+                metrics["rows"].append(row)
+                metrics["audit_worst_case"] = {"eps": eps, "accuracy": row["accuracy"], "ci95": row["ci95"]}
     elif suite == "worst_case":
         bad = [r for r in rows if r.get("param", "eps") != "eps" or not isinstance(r.get("value"), (int, float))]
         if bad:
