@@ -166,12 +166,14 @@ def worst_case_vs_autoattack(args):
     if len(rows) == 2:
         print(f"time ratio ours / AutoAttack: wall {rows[0][1] / rows[1][1]:.2f}, CPU {rows[0][4] / rows[1][4]:.2f}; "
               f"accuracy difference ours - AutoAttack: {100 * (rows[0][2] - rows[1][2]):+.1f} points")
-    # on a shared machine the wall time overstates; the process CPU time over the thread count is
-    # what 2 dedicated cores would need at perfect parallel efficiency (a lower bound), the CPU time
-    # itself what one dedicated core would need (an upper bound)
-    print(f"target (issue 12): worst case <= 180 s on 2 CPU cores; measured wall {t_ours:.0f} s, "
-          f"CPU {c_ours:.0f} s ({c_ours / threads:.0f} s per thread) -> "
-          f"{'met' if c_ours / threads <= 180 else 'NOT met'} by the CPU-time estimate")
+    # on a shared machine the wall time overstates; the process CPU time at one thread is what one
+    # dedicated core would need (with 2 threads on an oversubscribed machine spin-waits inflate it)
+    # estimate for 1,000 points on two idle cores: CPU time (one core's work) scaled to 1,000 points
+    # (the cost is linear in the points) over an assumed 2-thread speed-up of 1.7
+    est = c_ours * 1000 / len(x) / 1.7
+    print(f"target (issue 12): worst case on 1,000 points <= 180 s on 2 CPU cores; measured wall "
+          f"{t_ours:.0f} s, CPU {c_ours:.0f} s for {len(x)} points -> estimate {est:.0f} s on 2 idle "
+          f"cores: {'met' if est <= 180 else 'NOT met'}")
     return rows
 
 
