@@ -92,6 +92,15 @@ small = {"apgd_ce": {"steps": 20}, "apgd_t": {"steps": 20, "n_targets": 1},
 pages.attack_report(ensemble, my_attack, x, y, budgets, overrides=small if quick else None)
 
 # %% [markdown]
+# ## Download the weights
+#
+# Safetensors files (never pickles) with the JSON sidecar `trs_lib.checkpoint.load_weights`
+# reads; `trs_lib.zoo.load` checks each against the index's SHA-256.
+
+# %%
+pages.zoo_links()
+
+# %% [markdown]
 # ## Recap
 #
 # * `pages.load_ensemble(column, seed)` is `trs_lib.zoo.load` with a fallback; the zoo's index

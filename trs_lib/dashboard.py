@@ -243,8 +243,8 @@ def _relative_paths(obj, project: str):
 
 def export_records(dest, root=None) -> int:
     """Copy every run record under ``results/`` to ``dest`` (the site's download folder), with
-    paths of the machine that ran it made relative to the project and the checksum renewed.
-    Returns how many records it wrote."""
+    paths of the machine that ran it made relative to the project and the checksum renewed, and
+    the zoo's weights (``results/zoo``) as they are. Returns how many records it wrote."""
     from .atomic import atomic_write_json
     from .paths import results_dir
     src = Path(root or results_dir())
@@ -257,6 +257,13 @@ def export_records(dest, root=None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out, _relative_paths(rec, project), checksum=True)
         n += 1
+    zoo = src / "zoo"
+    if zoo.is_dir():  # the zoo's weights, sidecars and index, verbatim (their checksums hold)
+        import shutil
+        (dest / "zoo").mkdir(parents=True, exist_ok=True)
+        for f in sorted(zoo.iterdir()):
+            if f.is_file() and f.suffix in (".safetensors", ".json"):
+                shutil.copy2(f, dest / "zoo" / f.name)
     return n
 
 

@@ -24,7 +24,7 @@ from . import results as R
 
 __all__ = ["label", "readable", "cells", "robustness_plot", "tables", "scale_table", "audit_tables",
            "claims_table", "transfer_section", "best_table", "record_counts", "load_ensemble",
-           "attack_report", "records_links", "EVALUATIONS"]
+           "attack_report", "records_links", "zoo_links", "EVALUATIONS"]
 
 # The two evaluations of a cell (contract C4): the paper's attack at its setting, and the
 # strong suite's worst case at the same budget.
@@ -300,6 +300,26 @@ def records_links(target, scale="cpu", records=None, root=None):
     items = "\n".join(f"* [{k}.json]({RECORDS_URL}/{k}.json)" for k in keys)
     return Markdown(f"The {len(keys)} run records behind this page (JSON: config, metrics, git "
                     f"commit, hardware, wall time):\n\n{items}")
+
+
+def zoo_links(root=None):
+    """Download links to the zoo's weights (``trs_lib.zoo``), with their SHA-256, as Markdown;
+    one sentence while the zoo is empty."""
+    from IPython.display import Markdown
+    from . import zoo
+    entries = zoo.entries(root)
+    if not entries:
+        return Markdown("The zoo is empty at this commit: no weights to download yet "
+                        "(`python -m trs_lib.zoo build` fills it after a regrid).")
+    lines = []
+    for e in entries:
+        name = f"{e['column']}-seed{int(e['seed'])}"
+        sha = e.get("sha256") or e.get("weights_sha256") or ""
+        lines.append(f"* {name}: [weights]({RECORDS_URL}/zoo/{name}.safetensors), "
+                     f"[sidecar]({RECORDS_URL}/zoo/{name}.json)"
+                     + (f", SHA-256 `{sha[:16]}…`" if sha else ""))
+    return Markdown(f"[The zoo's index]({RECORDS_URL}/zoo/index.json) and its "
+                    f"{len(entries)} ensembles:\n\n" + "\n".join(lines))
 
 
 def record_counts(records):
