@@ -1,20 +1,26 @@
 """Images per second of one TRS training step: this library's against the authors' computation.
 
-    .venv/bin/python benchmarks/train_step.py                       # all four cases, quick
-    .venv/bin/python benchmarks/train_step.py --arch resnet20 --variant seed --steps 5
+    .venv/bin/python benchmarks/train_step.py --threads 1              # all six cases, quick
+    .venv/bin/python benchmarks/train_step.py --arch resnet20 --variant faithful --steps 5
     .venv/bin/python benchmarks/train_step.py --device cuda --steps 20
 
-Each case (architecture x loss variant) times two steps on the same random batch, interleaved
-round by round so that a shared machine's load hits both alike:
+Cases: architecture x loss (``seed``; ``published`` = the fast published mode; ``faithful`` = the
+published variant with ``faithful=True``, the authors' exact computation). All the cases' steps
+are built first and timed interleaved, round by round, so that a shared machine's load hits
+every one alike:
 
 * ``ours``: ``trs_lib.methods.get("trs").loss`` (the trainer's step) + one backward + Adam;
-* ``reference``: the computation the authors' released training code performs per step, written
-  here from its description in issue 8 (:func:`reference_step`).
+* ``reference``: the authors' step (:func:`reference_step`): for ``published`` and ``faithful``
+  their ``TRS_Trainer`` iteration as released (the same computation as the transcription in
+  ``tests/test_trs_official.py``, which ``faithful`` equals to 1e-10 in float64); for ``seed``
+  the same structure with the paper's seed formula as the regulariser.
 
-It prints both images per second (batch / median step time), their ratio, the convolution and
-matmul FLOPs of our step (``torch.utils.flop_counter``'s formulas, 2 per multiply-add), the
-FLOP/s achieved and its fraction of the machine's matmul FLOP/s measured between the steps, and
-the FLOP/s of our step's convolutions and matmuls replayed alone (the ceiling those kernels set).
+It prints both images per second (batch / median step time) and their ratio; ``faithful`` is
+the same math as its reference, ``published`` is not (eval-mode PGD, own-step sign). For each
+step it then replays that step's own convolutions and matmuls alone, on random tensors of the
+same shapes and strides (``torch.utils.flop_counter``'s formulas count their FLOPs, 2 per
+multiply-add), and reports the share of the step's time those kernels need: the rest is
+everything else (elementwise work, BatchNorm, autograd, Python).
 """
 from __future__ import annotations
 
@@ -38,59 +44,71 @@ from trs_lib.recipes import make_config
 from trs_lib.train import resolve_device
 
 CASES = {"small_cnn": "mnist5k", "resnet20": "cifar10"}   # 1x28x28 and 3x32x32 inputs
-VARIANTS = ("seed", "published")
+VARIANTS = ("seed", "published", "faithful")
 
 
 # ------------------------------------------------------------------ the reference computation
-def _member_grad(model, x, y):
-    """Cross-entropy (batch mean) and per-example input gradient of one model, differentiable."""
-    ce = F.cross_entropy(model(x), y, reduction="sum")
-    (g,) = torch.autograd.grad(ce, x, create_graph=True)
-    return ce / len(y), g.flatten(1)
+def _magnitude(g):
+    return (torch.sum(g ** 2, 1)).mean() * 2          # the authors' Magnitude
+
+
+def _authors_pgd(nets, inputs, labels, eps, steps):
+    """The authors' ``PGD``: members as they are (training mode), objective sum_k Magnitude / k,
+    ``backward()`` (parameter gradients accumulate, to be thrown away), sign of the never-zeroed
+    input gradient."""
+    adv = (inputs.detach() + (2 * torch.rand_like(inputs) - 1) * eps).clamp(0, 1)
+    adv.requires_grad = True
+    for _ in range(steps):
+        grad_loss = 0
+        for net in nets:
+            loss = F.cross_entropy(net(adv), labels)
+            grad = torch.autograd.grad(loss, adv, create_graph=True)[0].flatten(1)
+            grad_loss = grad_loss + _magnitude(grad)
+        (grad_loss / len(nets)).backward()
+        with torch.no_grad():
+            adv.data = adv.data + eps / 3 * adv.grad.data.sign()
+            adv.data = torch.max(torch.min(adv.data, inputs + eps), inputs - eps).clamp(0, 1)
+    return adv.detach()
 
 
 def reference_step(nets, optimizer, x, y, cfg, eps: float) -> torch.Tensor:
-    """One step as the authors' released code computes it (issue 8's description).
-
-    A Python loop over members (plain ``nn.BatchNorm2d``); input gradients at the clean batch for
-    the similarity term; then, for both variants, a PGD of ``cfg.smooth_steps`` steps (step
-    eps/3, random start) on the second half of the batch maximising the members' summed squared
-    input-gradient norm by double backpropagation, members in training mode (BatchNorm statistics
-    absorb the adversarial half), ``backward()`` accumulating parameter gradients that are thrown
-    away and an input gradient never zeroed (each step takes the sign of the running sum); then
-    the input gradients again (published: at clean half + perturbed half; seed: at the clean
-    batch) for the smoothness term; one backward and an Adam step.
+    """One step of the authors' ``TRS_Trainer`` (train/Empirical/trainer.py), members in training
+    mode: each member's batch-mean cross-entropy and its input gradient (create_graph); the mean
+    pairwise |cos|; their PGD on the second half of the batch (always run); the input gradients
+    at clean half + perturbed half (``plus_adv``; else at the clean batch) for ``smooth_loss``;
+    ``loss = loss_std + scale * (coeff * cos_loss + lamda * smooth_loss)``; the ensemble forward
+    they log accuracy with; ``zero_grad``, ``backward``, Adam. For ``variant="seed"`` the
+    regulariser is the paper's seed formula instead, on the same structure.
     """
-    xc = x.detach().clone().requires_grad_(True)
-    ce_sum, grads = 0, []
     for net in nets:
-        ce, g = _member_grad(net, xc, y)
-        ce_sum, grads = ce_sum + ce, grads + [g]
+        net.train()
+    xc = x.detach().clone().requires_grad_(True)
+    loss_std, grads = 0, []
+    for net in nets:
+        loss = F.cross_entropy(net(xc), y)
+        grads.append(torch.autograd.grad(loss, xc, create_graph=True)[0].flatten(1))
+        loss_std = loss_std + loss
     half = len(x) // 2
-    start = x[half:].detach()
-    adv = (start + (2 * torch.rand_like(start) - 1) * eps).clamp(0, 1).requires_grad_(True)
-    for _ in range(cfg.smooth_steps):
-        objective = 0
-        for net in nets:
-            _, g = _member_grad(net, adv, y[half:])
-            objective = objective + (g * g).sum()
-        objective.backward()                      # adv.grad and parameter .grad accumulate
-        with torch.no_grad():
-            adv += eps / 3 * adv.grad.sign()
-            adv.copy_(torch.min(torch.max(adv, start - eps), start + eps).clamp(0, 1))
-    if cfg.variant == "published":
-        xs = torch.cat([x[:half].detach(), adv.detach()]).requires_grad_(True)
+    adv = _authors_pgd(nets, x[half:], y[half:], eps, cfg.smooth_steps)
+    if cfg.variant != "seed" and cfg.plus_adv:
+        xs = torch.cat([x[:half].detach(), adv]).requires_grad_(True)
     else:
-        xs = x.detach().clone().requires_grad_(True)
-    smooth = torch.stack([_member_grad(net, xs, y)[1] for net in nets])
-    grads = torch.stack(grads)
-    if cfg.variant == "published":
-        reg = sum(T.published_regularizer(grads, smooth, cfg.lambda_a, cfg.lambda_b).values())
-    else:
+        xs = xc
+    smooth = [torch.autograd.grad(F.cross_entropy(net(xs), y), xs, create_graph=True)[0].flatten(1)
+              for net in nets]
+    if cfg.variant == "seed":      # per-example gradients (the batch-mean ones times B)
+        g, sg = torch.stack(grads) * len(x), torch.stack(smooth) * len(x)
         j, k = T.pair_indices(len(nets))
-        norms = T.safe_norm(smooth)
-        reg = cfg.c * (T.pairwise_cosine(grads).mean(1).sum() + cfg.lam * (norms[j] + norms[k]).mean(1).sum())
-    loss = ce_sum + reg
+        norms = T.safe_norm(sg)
+        reg = cfg.c * (T.pairwise_cosine(g).mean(1).sum() + cfg.lam * (norms[j] + norms[k]).mean(1).sum())
+    else:
+        pairs = [(a, b) for a in range(len(nets)) for b in range(a + 1, len(nets))]
+        cos_loss = sum(F.cosine_similarity(grads[a], grads[b]).abs().mean() for a, b in pairs) / len(pairs)
+        smooth_loss = sum(_magnitude(h) for h in smooth) / len(nets)
+        reg = cfg.scale * (cfg.coeff * cos_loss + cfg.lamda * smooth_loss)
+    loss = loss_std + reg
+    with torch.no_grad():
+        torch.stack([F.softmax(net(x), -1) for net in nets]).mean(0)   # their logged accuracy
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -121,14 +139,6 @@ def _timed(fn, device) -> float:
     return time.perf_counter() - t
 
 
-def matmul_flops(device, dtype=torch.float32, n: int = 1024, reps: int = 5) -> float:
-    """The machine's matmul FLOP/s now: best of ``reps`` n x n products (2 n^3 FLOPs each)."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    return 2 * n ** 3 / min(_timed(lambda: a @ b, device) for _ in range(reps))
-
-
 class _HeavyOps(TorchDispatchMode):
     """Count the FLOPs of every convolution / matmul run under the mode (``torch.utils.flop_counter``'s
     formulas: 2 per multiply-add) and record each call's op and argument shapes.
@@ -156,19 +166,30 @@ def count_flops(fn) -> int:
     return counter.flops
 
 
-def heavy_ceiling(fn, device) -> tuple[int, float]:
-    """(FLOPs, seconds) of the convolutions and matmuls of ``fn()`` replayed alone on random
-    tensors of the same shapes and strides: what those kernels allow, with no other work."""
+def record_kernels(fn):
+    """Run ``fn()`` once, recording its convolutions and matmuls. Returns (FLOPs, replay): a
+    function that runs those same kernels alone, in order, on random tensors of the same shapes
+    and strides (one tensor per distinct shape, reused: the values do not change the kernels'
+    speed), with no other work."""
     with _HeavyOps() as rec:
         fn()
-    make = lambda s: (torch.empty_strided(s[1], s[2], dtype=s[3], device=s[4]).normal_()
-                      if isinstance(s, tuple) and s and s[0] == "T" else s)
-    calls = [(f, tree_map(make, a, is_leaf=lambda s: isinstance(s, tuple) and s and s[0] == "T"),
-              tree_map(make, k, is_leaf=lambda s: isinstance(s, tuple) and s and s[0] == "T"))
+    is_spec = lambda s: isinstance(s, tuple) and len(s) == 5 and s[0] == "T"
+    pool = {}
+
+    def make(spec):
+        if not is_spec(spec):
+            return spec
+        if spec not in pool:
+            pool[spec] = torch.empty_strided(spec[1], spec[2], dtype=spec[3], device=spec[4]).normal_()
+        return pool[spec]
+
+    calls = [(f, tree_map(make, a, is_leaf=is_spec), tree_map(make, k, is_leaf=is_spec))
              for f, a, k in rec.calls]
-    replay = lambda: [f(*a, **k) for f, a, k in calls]
-    flops = count_flops(replay)
-    return flops, min(_timed(replay, device) for _ in range(2))
+
+    def replay():
+        for f, a, k in calls:
+            f(*a, **k)
+    return rec.flops, replay
 
 
 def machine() -> str:
@@ -183,9 +204,12 @@ def machine() -> str:
 
 
 def build_case(arch, variant, members, batch, device, seed=0, channels_last=False):
-    """Our ensemble and the reference's members (same initial weights), a random batch, configs."""
+    """Our ensemble and the reference's members (same initial weights), a random batch, configs.
+    ``variant``: ``seed``, ``published`` (fast) or ``faithful`` (published, ``faithful=True``)."""
     dataset = CASES[arch]
-    cfg = make_config(dataset, "trs", arch=arch, variant=variant, num_models=members)
+    published = variant != "seed"
+    cfg = make_config(dataset, "trs", arch=arch, variant="published" if published else "seed",
+                      faithful=variant == "faithful", num_models=members)
     ensemble = build_ensemble(arch, dataset, members, seed, device=device)
     nets = []
     for k in range(members):          # build_ensemble's seeding: plain nn.BatchNorm2d members
@@ -204,41 +228,52 @@ def build_case(arch, variant, members, batch, device, seed=0, channels_last=Fals
     opt = torch.optim.Adam(ensemble.parameters(), lr=cfg.lr, fused=fused)
     ref_opt = torch.optim.Adam([p for n in nets for p in n.parameters()], lr=cfg.lr, fused=fused)
     ctx = StepContext(epoch=0, epochs=cfg.epochs, generator=g)
+    ensemble.train()
     return cfg, ensemble, opt, nets, ref_opt, x_ours, x, y, ctx
 
 
-def run_case(arch, variant, steps, members, batch, device, channels_last, ceiling=True, log=print):
-    cfg, ens, opt, nets, ref_opt, x_ours, x, y, ctx = build_case(arch, variant, members, batch, device,
-                                                                 channels_last=channels_last)
-    eps = smooth_radius(cfg, ctx)
-    ours = lambda: ours_step(ens, opt, x_ours, y, cfg, ctx)
-    ref = lambda: reference_step(nets, ref_opt, x, y, cfg, eps)
-    ours(), ref()                                              # warm-up
-    t_ours, t_ref, mm = [], [], []
-    for _ in range(steps):                                     # interleaved rounds
-        mm.append(matmul_flops(device))
-        t_ours.append(_timed(ours, device))
-        t_ref.append(_timed(ref, device))
-    mm.append(matmul_flops(device))
-    flops, ref_flops = count_flops(ours), count_flops(ref)
-    med_o, med_r, med_mm = statistics.median(t_ours), statistics.median(t_ref), statistics.median(mm)
-    out = dict(arch=arch, variant=variant, ours_ips=batch / med_o, ref_ips=batch / med_r,
-               ratio=med_r / med_o, ours_gflop=flops / 1e9, ref_gflop=ref_flops / 1e9,
-               ours_gflops=flops / med_o / 1e9, matmul_gflops=med_mm / 1e9,
-               fraction=flops / med_o / med_mm, steps=steps)
-    log(f"{arch:9s} {variant:9s} ours {out['ours_ips']:8.1f} img/s   reference {out['ref_ips']:8.1f} img/s"
-        f"   ratio {out['ratio']:5.2f}x")
-    log(f"{'':19s} ours: {out['ours_gflop']:.1f} GFLOP/step at {out['ours_gflops']:.1f} GFLOP/s = "
-        f"{100 * out['fraction']:.0f}% of matmul ({out['matmul_gflops']:.1f} GFLOP/s); "
-        f"reference: {out['ref_gflop']:.1f} GFLOP/step")
-    if ceiling:
-        hf, ht = heavy_ceiling(ours, device)
-        m = matmul_flops(device)
-        out.update(heavy_gflops=hf / ht / 1e9, heavy_fraction=hf / ht / m,
-                   heavy_share=ht / med_o)
-        log(f"{'':19s} its convolutions/matmuls alone: {hf / ht / 1e9:.1f} GFLOP/s = "
-            f"{100 * hf / ht / m:.0f}% of matmul; they take {ht:.2f} s of the {med_o:.2f} s step")
-    return out
+def run_cases(cases, steps, members, batch, device, channels_last, ceiling=True, log=print):
+    """Time every case's two steps, and (``ceiling``) each step's own convolutions and matmuls
+    replayed alone, all interleaved round by round in this one process."""
+    built = {}
+    for arch, variant in cases:
+        cfg, ens, opt, nets, ref_opt, x_ours, x, y, ctx = build_case(arch, variant, members, batch,
+                                                                     device, channels_last=channels_last)
+        eps = smooth_radius(cfg, ctx)
+        fns = {"ours": (lambda e=ens, o=opt, xo=x_ours, yy=y, c=cfg, cx=ctx: ours_step(e, o, xo, yy, c, cx)),
+               "reference": (lambda n=nets, o=ref_opt, xx=x, yy=y, c=cfg, ep=eps: reference_step(n, o, xx, yy, c, ep))}
+        flops = {}
+        for side in ("ours", "reference"):                    # warm-up, FLOPs, kernels to replay
+            flops[side], replay = record_kernels(fns[side])
+            if ceiling:
+                fns[f"{side} kernels"] = replay
+        built[(arch, variant)] = (fns, flops)
+    times = {key: {side: [] for side in fns} for key, (fns, _) in built.items()}
+    for _ in range(steps):                                      # interleaved rounds
+        for key, (fns, _) in built.items():
+            for side, fn in fns.items():
+                times[key][side].append(_timed(fn, device))
+    results = []
+    for (arch, variant), (fns, flops) in built.items():
+        med = {side: statistics.median(t) for side, t in times[(arch, variant)].items()}
+        med_o, med_r = med["ours"], med["reference"]
+        out = dict(arch=arch, variant=variant, ours_ips=batch / med_o, ref_ips=batch / med_r,
+                   ratio=med_r / med_o, ours_s=med_o, ref_s=med_r, steps=steps,
+                   ours_gflop=flops["ours"] / 1e9, ref_gflop=flops["reference"] / 1e9)
+        log(f"{arch:9s} {variant:9s} ours {out['ours_ips']:8.1f} img/s   reference {out['ref_ips']:8.1f} img/s"
+            f"   ratio {out['ratio']:5.2f}x   ({out['ours_gflop']:.1f} vs {out['ref_gflop']:.1f} GFLOP/step)")
+        if ceiling:
+            for side, key in (("ours", "ours"), ("ref", "reference")):
+                kt = med[f"{key} kernels"]
+                out[f"{side}_kernel_s"], out[f"{side}_kernel_fraction"] = kt, kt / med[key]
+                out[f"{side}_kernel_gflops"] = flops[key] / kt / 1e9
+            log(f"{'':19s} its convolutions/matmuls alone: ours {out['ours_kernel_s']:.2f} s of "
+                f"{med_o:.2f} s = {100 * out['ours_kernel_fraction']:.0f}% "
+                f"({out['ours_kernel_gflops']:.1f} GFLOP/s); reference {out['ref_kernel_s']:.2f} s "
+                f"of {med_r:.2f} s = {100 * out['ref_kernel_fraction']:.0f}% "
+                f"({out['ref_kernel_gflops']:.1f} GFLOP/s)")
+        results.append(out)
+    return results
 
 
 def main(argv=None):
@@ -246,7 +281,7 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", choices=[*CASES, "all"], default="all")
     p.add_argument("--variant", choices=[*VARIANTS, "all"], default="all")
-    p.add_argument("--steps", type=int, default=3, help="timed rounds per case (after a warm-up)")
+    p.add_argument("--steps", type=int, default=3, help="timed rounds (after a warm-up)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--members", type=int, default=3)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -255,6 +290,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads (0: torch's default); on a busy machine 1 avoids OpenMP stalls")
     p.add_argument("--no-ceiling", action="store_true", help="skip the kernels-alone replay")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     if args.threads > 0:
@@ -264,8 +300,13 @@ def main(argv=None):
     variants = list(VARIANTS) if args.variant == "all" else [args.variant]
     print(f"machine: {machine()}; torch {torch.__version__}; device {device}; batch {args.batch}, "
           f"{args.members} members, {args.steps} interleaved rounds, channels_last={channels_last}")
-    results = [run_case(a, v, args.steps, args.members, args.batch, device, channels_last,
-                        ceiling=not args.no_ceiling) for a in archs for v in variants]
+    results = run_cases([(a, v) for a in archs for v in variants], args.steps, args.members,
+                        args.batch, device, channels_last, ceiling=not args.no_ceiling)
+    if args.json:
+        import json
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine(), "torch": torch.__version__, "batch": args.batch,
+                       "members": args.members, "rounds": args.steps, "cases": results}, f, indent=1)
     return results
 
 
