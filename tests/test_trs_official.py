@@ -5,8 +5,8 @@
 ``Magnitude`` of ``utils/Empirical/utils_ensemble.py`` and ``Ensemble`` of
 ``models/ensemble.py`` (AI-secure/Transferability-Reduced-Smooth-Ensemble), written here line by
 line from their code. Changes, none of which touches a number: the PGD's random start is passed
-in (``noise``, theirs ``torch.FloatTensor(inputs.shape).uniform_(-eps, eps).cuda()``), so both
-sides start from the same point; the meters, logging and ``.cuda()`` are left out; the optimiser
+in (``noise``, theirs ``torch.FloatTensor(inputs.shape).uniform_(-eps, eps)`` moved to the GPU), so both
+sides start from the same point; the meters, logging and device moves are left out; the optimiser
 step is left to the caller, so the parameter gradients can be compared.
 
 Checked, float64, batch 16, 3 members: our ``faithful=True`` step (``trs_lib.methods.get("trs")``)
