@@ -245,3 +245,17 @@ def test_fast_mode_departs_from_the_authors_pgd():
     assert (x_s[BATCH // 2:] - adv_theirs).abs().max() > 1e-3
     x_f = T.smoothness_inputs(ours.member_logits, x, y, eps, 6, noise=noise, running_sum=True)
     assert (x_f[BATCH // 2:] - adv_theirs).abs().max() < 1e-12
+
+
+def test_skipped_pgd_still_draws_its_random_start():
+    """faithful, plus_adv off, no BatchNorm: the authors' PGD changes no number and is skipped,
+    but its random start is still drawn, so the trainer's generator (batch order, later random
+    starts) runs on exactly as in the authors' computation."""
+    states = []
+    for plus_adv in (True, False):
+        _, ours, cfg, _, x, y, _, ctx, _ = _setup("small_cnn", plus_adv, faithful=True)
+        get("trs").loss(ours, x, y, cfg, ctx)
+        states.append(ctx.generator.get_state())
+    assert torch.equal(states[0], states[1])
+    untouched = torch.Generator().manual_seed(7).get_state()
+    assert not torch.equal(states[0], untouched)
