@@ -70,10 +70,8 @@ def gradient_cosine(ensemble, x: torch.Tensor, y: torch.Tensor, batch_size: int 
 # function that runs attacks catches CUDA out-of-memory, halves its batch and goes on from the
 # batch that failed, and reports the batch size it finished with (``batch_size`` in the result).
 
-import inspect  # noqa: E402
 import math  # noqa: E402
 
-from .attacks import get as get_attack  # noqa: E402
 from .attacks import presets as _presets  # noqa: E402
 
 __all__ += ["run_batched", "attack_batched", "robust_accuracy", "transfer_matrix", "ila_table",
