@@ -124,6 +124,10 @@ def test_evaluate_suite_worst_case_rows_follow_contract_c1():
     assert m2["rows"][0]["key"] == "worst_case:l2/eps=1.5"
     with pytest.raises(ValueError, match="unknown worst_case_suite 'l3'"):
         E.evaluate_suite(ens, x, y, "worst_case", None, {"worst_case_suite": "l3"}, progress=False)
+    for bad in (-0.1, float("nan"), 2.0):
+        with pytest.raises(ValueError, match="budget"):
+            E.evaluate_suite(ens, x, y, "worst_case", [dict(attack="worst_case", param="eps", value=bad)],
+                             {}, progress=False)
 
 
 def test_every_accuracy_row_has_an_interval():

@@ -307,6 +307,14 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
         else:
             rows = _presets.preset(dataset, suite)
     rows = [dict(r) for r in rows]
+    if suite == "worst_case":  # budgets checked before any work
+        hi = 1.0 if wc_suite == "linf" else 1e3
+        bad = [r for r in rows if r.get("param", "eps") != "eps" or isinstance(r.get("value"), bool)
+               or not isinstance(r.get("value"), (int, float)) or not math.isfinite(r["value"])
+               or not 0 < r["value"] <= hi]
+        if bad:
+            raise ValueError(f"worst_case rows need param 'eps' and a budget in (0, {hi:g}] for suite "
+                             f"{wc_suite!r}, got {bad}")
     clean = member_accuracies(ensemble, x, y)
     metrics = {"suite": suite, "n_test": len(x), "clean_accuracy": clean["ensemble"],
                "member_clean_accuracy": clean["members"], "rows": []}
@@ -347,9 +355,6 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
                 metrics["rows"].append(row)
                 metrics["audit_worst_case"] = {"eps": eps, "accuracy": row["accuracy"], "ci95": row["ci95"]}
     elif suite == "worst_case":
-        bad = [r for r in rows if r.get("param", "eps") != "eps" or not isinstance(r.get("value"), (int, float))]
-        if bad:
-            raise ValueError(f"worst_case rows need param 'eps' and a numeric value, got {bad}")
         metrics["worst_case_suite"] = wc_suite
         metrics["rows"] = worst_case_table(ensemble, x, y, [r["value"] for r in rows], suite=wc_suite,
                                            overrides=s.get("worst_case_overrides"), seed=seed,
