@@ -62,7 +62,7 @@ epochs = None           # recipe: 8 for mnist5k, 40 for MNIST, 180 for CIFAR-10
 lam = None              # TRS lambda (both lambda_1 and lambda_2; recipe: 0.1 MNIST, 0.01 CIFAR-10)
 c = None                # TRS weight c (recipe: 2.0 MNIST, 5.0 CIFAR-10)
 variant = None          # seed (the paper's Sec. 3) | published (the authors' released loss)
-faithful = None         # published only: True = the authors' computation exactly, False = fast
+faithful = None         # published only: True for the authors computation exactly, False for the fast one
 coeff = None            # published: the authors' names and values (recipe: MNIST 2 / CIFAR-10 8)
 lamda = None            # published: smoothness weight (recipe: MNIST 2 / CIFAR-10 0.5)
 scale = None            # published: overall weight of both terms (recipe: 5)
