@@ -28,8 +28,9 @@ $(MATHJAX):
 
 # The landing page's dashboard, generated from the records (trs_lib.dashboard).
 dashboard: $(STAMP)
-	rm -rf book/_static/results
-	$(VENV)/bin/python -m trs_lib.dashboard book/_generated/dashboard.md --records book/_static/results
+	# records/, not results/: _config.yml's exclude_patterns (results/*) also filter the static files
+	rm -rf book/_static/records
+	$(VENV)/bin/python -m trs_lib.dashboard book/_generated/dashboard.md --records book/_static/records
 
 book: $(STAMP) $(MATHJAX) dashboard
 	$(VENV)/bin/jupyter-book build . -W --keep-going

@@ -275,7 +275,7 @@ def claims_table(ids=None, scale="cpu", records=None, root=None, page=None):
 
 
 # Where the built site serves the records (``make book`` exports them there), from a notebook page.
-RECORDS_URL = "../_static/results"
+RECORDS_URL = "../_static/records"
 
 
 def records_links(target, scale="cpu", records=None, root=None):
