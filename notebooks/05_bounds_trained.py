@@ -101,14 +101,17 @@ for (arch, method, seed), (f, g) in members.items():
         rows.append({"arch": arch, "method": method, "seed": seed, **r})
 pairs = pd.DataFrame(rows)
 pairs["smooth"] = pairs["arch"] != "small_cnn"
-# Two narrow tables (the terms, then the bounds) so that each fits the page.
-key = ["arch", "method", "seed", "targeted", "epsilon"]
-pairs[key + ["transferability", "alpha", "eta_F", "eta_G", "beta", "B", "S_lower", "S_upper"]].round(4)
+# Two narrow tables (the terms, then the bounds), each row named by one short label, so that each
+# fits the page.
+pairs["case"] = [f"{a.removeprefix('small_cnn').strip('_') or 'relu'} {m} s{s} {'T' if t else 'U'} {e:g}"
+                 for a, m, s, t, e in pairs[["arch", "method", "seed", "targeted", "epsilon"]].itertuples(index=False)]
+pairs.set_index("case")[["transferability", "alpha", "eta_F", "eta_G", "beta", "B", "S_lower",
+                         "S_upper"]].rename_axis("case (act. method seed U/T eps)").round(4)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-pairs[key + ["c_F", "c_G", "lower_denominator", "lower", "lower_raw", "l_min", "upper_denominator",
-             "upper"]].round(4)
+pairs.set_index("case")[["c_F", "c_G", "lower_denominator", "lower", "lower_raw", "l_min",
+                         "upper_denominator", "upper"]].rename_axis("case (act. method seed U/T eps)").round(4)
 
 # %% [markdown]
 # ## The sample terms over seeds
@@ -128,7 +131,10 @@ pooled = pairs.groupby(["arch", "method", "targeted", "epsilon"])["transferabili
 summary[("transferability", "wilson95")] = [
     tuple(round(v, 3) for v in stats.wilson_interval(round(s * n_points), c * n_points))
     for s, c in zip(pooled["sum"], pooled["count"])]
-summary.round(3)
+# One table per group of terms (19 columns side by side do not fit the page).
+summary.index = [f"{a} {m} {'T' if t else 'U'} {e:g}" for a, m, t, e in summary.index]
+display(summary[["alpha", "eta_F", "eta_G"]].round(3))
+summary[["xi_F", "xi_G", "transferability"]].round(3)
 
 # %% [markdown]
 # ## Where are the bounds non-vacuous?
