@@ -37,7 +37,7 @@ book: $(STAMP) $(MATHJAX) dashboard
 	@echo "book: _build/html/index.html"
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest --nbval --nbval-sanitize-with tests/sanitize.cfg -q tests notebooks
+	$(VENV)/bin/python -m pytest --nbval --nbval-sanitize-with tests/sanitize.cfg -q -rs tests notebooks
 
 # Not in CI: retrain one committed TRS cell from this commit and check its clean and worst-case
 # accuracy against the committed record's intervals (report: results/repro_check.md; ~10 min).
