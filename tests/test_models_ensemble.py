@@ -70,3 +70,45 @@ def test_bad_combination_is_refused():
         Ensemble([torch.nn.Linear(2, 2)], combine="vote")
     with pytest.raises(ValueError, match="non-negative"):
         combine_logits(torch.zeros(2, 1, 3), "weighted_softmax", torch.tensor([1.0, -1.0]))
+
+
+def _textbook_small_cnn(m, x):
+    """The small CNN in the textbook order (conv, ReLU, pool) and NCHW layout."""
+    F = torch.nn.functional
+    out = F.max_pool2d(F.relu(m.conv1(m.normalize(x))), 2)
+    out = F.max_pool2d(F.relu(m.conv2(out)), 2)
+    return m.fc2(F.relu(m.fc1(out.flatten(1))))
+
+
+@pytest.mark.parametrize("cheap", [False, True])
+def test_small_cnn_pool_first_equals_textbook_order(cheap):
+    """The fast layer order (pool, then ReLU, channels_last) changes no number: outputs, input
+    gradients and the parameter gradients of a double backward (TRS's) equal the textbook order's
+    in float64 up to summation order (the layouts' convolutions add in different orders), with
+    PyTorch's and with the cheap double-backward layers. Inputs include exact ties and
+    all-negative windows, where a wrong gradient routing would differ by O(1), not O(1e-12)."""
+    from trs_lib.double_backward import cheap_double_backward
+    torch.manual_seed(0)
+    m = models.build("small_cnn", "mnist5k").double()
+    x = torch.rand(6, 1, 28, 28, dtype=torch.float64)
+    x[:, :, :8, :8] = 0.0                     # flat patches: tied window maxima
+    x[0] = x[0].round()                       # a binary digit: many ties everywhere
+
+    def grads(forward):
+        for p in m.parameters():
+            p.grad = None
+        xx = x.clone().requires_grad_(True)
+        ctx = cheap_double_backward() if cheap else torch.enable_grad()
+        with ctx:
+            out = forward(xx)
+        g, = torch.autograd.grad(out.logsumexp(1).sum(), xx, create_graph=True)
+        (g.pow(2).sum() + out[:, 3].sum()).backward()
+        return out.detach(), g.detach(), [p.grad.clone() for p in m.parameters()]
+
+    o1, g1, p1 = grads(m)
+    o2, g2, p2 = grads(lambda z: _textbook_small_cnn(m, z))
+    assert torch.allclose(o1, o2, rtol=1e-12, atol=1e-14)
+    assert torch.allclose(g1, g2, rtol=1e-9, atol=1e-13)
+    assert g1.abs().max() > 0
+    for a, b in zip(p1, p2):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-13)

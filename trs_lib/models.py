@@ -106,8 +106,16 @@ class SmallCNN(nn.Module):
             out = F.avg_pool2d(act(self.conv1(self.normalize(x))), 2)
             out = F.avg_pool2d(act(self.conv2(out)), 2)
             return act(self.fc1(out.flatten(1)))
-        out = F.max_pool2d(F.relu(self.conv1(self.normalize(x))), 2)
-        out = F.max_pool2d(F.relu(self.conv2(out)), 2)
+        # relu(max_pool(z)) is max_pool(relu(z)) exactly, gradients and second derivatives
+        # included (ReLU is monotone; both route the gradient to the window's first maximum, and
+        # ReLU's derivative is 0 at 0), so pooling first applies ReLU to a quarter of the values.
+        # channels_last: PyTorch's CPU max-pool kernel is about 5x faster in that layout; the
+        # outputs agree to rounding (tests/test_models_ensemble.py). Side by side on 2 CPU threads,
+        # 3 members, batch 256 (benchmarks/small_cnn_layout.py): forward 2.3x, input gradient
+        # 1.35x, training step 1.5x faster.
+        out = self.conv1(self.normalize(x)).contiguous(memory_format=torch.channels_last)
+        out = F.relu(F.max_pool2d(out, 2))
+        out = F.relu(F.max_pool2d(self.conv2(out), 2))
         return F.relu(self.fc1(out.flatten(1)))
 
     def forward(self, x):
