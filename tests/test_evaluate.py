@@ -230,6 +230,30 @@ def test_evaluate_suite_records_rows_in_the_grid_format(ens, pts):
         E.evaluate_suite(ens, x, y, "blackbox")
 
 
+def test_cw_rows_on_an_evenly_spaced_subset(ens, pts):
+    """``cw_n_test``: CW rows run on that many evenly spaced points (a class-sorted split must
+    not give CW the first classes only), the other rows on all; the CW row equals CW run on those
+    points directly; a subset larger than the points is refused before any work."""
+    x, y = pts[0][:30], pts[1][:30]
+    rows = [dict(key="pgd10/eps=0.1", attack="pgd", param="eps", value=0.1, steps=10),
+            dict(key="cw/c=10", attack="cw", param="c", value=10.0, steps=None)]
+    m = E.evaluate_suite(ens, x, y, "whitebox", rows, {"cw_steps": 20, "cw_n_test": 7}, progress=False)
+    assert [r["key"] for r in m["rows"]] == ["pgd10/eps=0.1", "cw/c=10"]
+    assert len(m["rows"][0]["correct"]) == 30 and len(m["rows"][1]["correct"]) == 7
+    sub = E.cw_subset(30, 7)
+    assert sub.tolist() == [0, 5, 10, 14, 19, 24, 29]
+    direct = E.robust_accuracy(ens, x[sub], y[sub], "cw", c=10.0, steps=20, kappa=0.1, lr=0.01,
+                               binary_search_steps=1, stop_on_success=True, progress=False)
+    assert direct["correct"] == m["rows"][1]["correct"]
+    with pytest.raises(ValueError, match="cw_n_test=31 is outside the allowed range"):
+        E.evaluate_suite(ens, x, y, "whitebox", rows, {"cw_steps": 20, "cw_n_test": 31}, progress=False)
+    # the convergence check reuses a base accuracy it is given and times itself
+    chk = E.cw_convergence(ens, x[sub], y[sub], c=10.0, steps=20, kappa=0.1, lr=0.01,
+                           stop_on_success=True, base_accuracy=direct["accuracy"])
+    assert chk["base_reused"] and chk["accuracy"] == direct["accuracy"] and chk["wall_s"] > 0
+    assert chk["doubled_steps"] == 40 and chk["doubled_accuracy"] <= direct["accuracy"] + 1e-9
+
+
 # ------------------------------------------------------------------------------ audit
 def test_audit_passes_on_an_undefended_model(model, pts):
     x, y = pts

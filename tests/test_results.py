@@ -59,11 +59,14 @@ def test_cpu_grid_shares_cells_and_leaves_cifar_empty():
     names = [c.name for c in cells]
     assert len(names) == len(set(names))
     trains = [c for c in cells if c.kind == "train"]
-    # Table 1: 6 methods + TRS as published, GAL, DVERGE; Table 3 adds TRS k=2 and TRS+AT;
-    # Table 5 adds c=0.5, 1; the figures vanilla: 14 columns, 3 seeds each
-    assert len(trains) == 14 * 3
+    # Table 1: 6 methods + TRS as published, GAL, DVERGE, and the figures' vanilla: 10 columns,
+    # 3 seeds each; Tables 3 and 5 add TRS k=2, TRS+AT, c=0.5, c=1 at seed 0 only (the cut)
+    assert len(trains) == 10 * 3 + 4
     assert all(c.dataset == "mnist5k" for c in trains)
     assert {c.config().seed for c in trains} == {0, 1, 2}
+    late = [c for c in trains if c.method == "trs_at" or c.config().num_models == 2
+            or c.config().c != G.make_config("mnist5k", "trs").c]
+    assert len(late) == 4 and {c.config().seed for c in late} == {0}
     # every evaluation comes after its training, and attacks with its training's seed
     seen = set()
     for c in cells:
@@ -82,9 +85,12 @@ def test_cpu_grid_shares_cells_and_leaves_cifar_empty():
     assert all(c.suite == "audit" for c in cells[-10:])  # the audits' sanity checks last
     # Table 1 at 1,000 points, both evaluations; Table 1 and 3 share TRS's cells
     t = G.table_cells("1", "cpu", seed=2)
-    assert dict(t["eval"][("trs", "whitebox")].settings)["n_test"] == 1000
-    assert [r.key for r in t["eval"][("gal", "worst_case")].rows] == [
-        "worst_case:linf/eps=0.1", "worst_case:linf/eps=0.15", "worst_case:linf/eps=0.2"]
+    wb = dict(t["eval"][("trs", "whitebox")].settings)
+    assert wb["n_test"] == 1000 and wb["cw_steps"] == 1000 and wb["cw_n_test"] == 200
+    assert [r.key for r in t["eval"][("gal", "worst_case")].rows] == ["worst_case:linf/eps=0.15"]
+    # without the cut, the worst case runs at every L-infinity budget of the rows
+    full = G.dataclasses.replace(G.scale("cpu"), worst_case_eps=None)
+    assert [r.value for r in G.worst_case_rows(G.whitebox_rows("mnist"), scale_=full)] == [0.1, 0.15, 0.2]
     assert ("trs", "audit") not in t["eval"]
     assert G.cells_for(["2", "4", "fig4"], "cpu") == []
     assert G.table_cells("1", "cpu")["train"]["trs"] is not None

@@ -80,8 +80,9 @@ def _result(verdict, evidence, estimate=None, lo=None, hi=None, margin=MARGIN) -
 
 
 # ------------------------------------------------------------------------ rows and differences
-def _rows(target, evaluation):
-    """``[(label, eval part, entry key)]`` of a table under an evaluation."""
+def _rows(target, evaluation, scale="cpu"):
+    """``[(label, eval part, entry key)]`` of a table under an evaluation (the worst case: at the
+    budgets the scale runs it, :func:`trs_lib.grid.worst_case_rows`)."""
     if target == "r20":
         rows = P.MNIST_WHITEBOX_ROWS
     else:
@@ -89,8 +90,8 @@ def _rows(target, evaluation):
     if evaluation == "paper":
         return [(f"{r.label} {r.para}", "pgd110" if r.steps == 110 else "whitebox", r.key)
                 for r in rows]
-    budgets = sorted({r.value for r in rows if r.param == "eps"})
-    return [(f"worst case ε = {v:g}", "worst_case", G.WorstCaseRow(v).key) for v in budgets]
+    return [(f"worst case ε = {w.value:g}", "worst_case", w.key)
+            for w in G.worst_case_rows(rows, scale_=scale)]
 
 
 def _common(a: R.RowResults, b: R.RowResults) -> list:
@@ -130,7 +131,7 @@ def compare_frame(target, column, others, evaluation="paper", scale="cpu", recor
     records = R.load_records(root) if records is None else records
     cells = R.seed_cells(target, scale)
     out = []
-    for label, part, key in _rows(target, evaluation):
+    for label, part, key in _rows(target, evaluation, scale):
         if parts is not None and part not in parts:
             continue
         res = {c: R.row_results(target, c, part, key, scale, records, cells) for c in (column, *others)}
@@ -292,7 +293,7 @@ def _c_insensitive(scale, records, evaluation):
     margin = max(max(r) - min(r) for r in tab.values)
     cols = tab.columns
     verdicts, parts, ds = [], [], []
-    rows = _rows("5", evaluation)
+    rows = _rows("5", evaluation, scale)
     cells = R.seed_cells("5", scale)
     for label, part, key in rows:
         res = {c: R.row_results("5", c, part, key, scale, records, cells) for c in cols}

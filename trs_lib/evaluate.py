@@ -71,11 +71,12 @@ def gradient_cosine(ensemble, x: torch.Tensor, y: torch.Tensor, batch_size: int 
 # batch that failed, and reports the batch size it finished with (``batch_size`` in the result).
 
 import math  # noqa: E402
+import time  # noqa: E402
 
 from .attacks import presets as _presets  # noqa: E402
 
 __all__ += ["run_batched", "attack_batched", "robust_accuracy", "transfer_matrix", "ila_table",
-            "ila_layer_sweep", "cw_convergence", "whitebox_table", "worst_case_table", "worst_case",
+            "ila_layer_sweep", "cw_convergence", "cw_subset", "whitebox_table", "worst_case_table", "worst_case",
             "evaluate_suite", "SUITES", "WORST_CASE_EPS"]
 
 SUITES = ("whitebox", "audit", "transfer", "ila", "worst_case")
@@ -192,23 +193,36 @@ def ila_layer_sweep(ensemble, x: torch.Tensor, y: torch.Tensor, *, eps: float, l
     return out
 
 
+def cw_subset(n: int, k: int) -> torch.Tensor:
+    """Indices of ``k`` evenly spaced points among ``n`` (first and last included): the CW rows'
+    points when the scale runs CW on fewer points (test splits may be sorted by class)."""
+    return torch.linspace(0, n - 1, k).round().long()
+
+
 def cw_convergence(model, x: torch.Tensor, y: torch.Tensor, *, c: float, steps: int,
                    binary_search_steps: int = 1, batch_size: int = 256, progress: bool = False,
-                   **params) -> dict:
+                   base_accuracy: float | None = None, **params) -> dict:
     """Is CW-L2 converged at ``steps`` iterations and ``binary_search_steps``? Runs it as given and
     with both doubled (with ``binary_search_steps == 1``, the paper's fixed ``c``, only the steps
     are doubled: a search would change the budget) and reports both accuracies; ``converged`` when
-    they differ by less than one point (issue 12)."""
+    they differ by less than one point (issue 12). ``base_accuracy``: the accuracy at the given
+    settings on these points when already measured (CW is deterministic), so only the doubled
+    run is computed."""
+    t0 = time.perf_counter()
     bss2 = 2 * binary_search_steps if binary_search_steps > 1 else 1
-    base = robust_accuracy(model, x, y, "cw", c=c, steps=steps, binary_search_steps=binary_search_steps,
-                           batch_size=batch_size, progress=progress, **params)
+    if base_accuracy is not None:
+        base = {"accuracy": float(base_accuracy)}
+    else:
+        base = robust_accuracy(model, x, y, "cw", c=c, steps=steps, binary_search_steps=binary_search_steps,
+                               batch_size=batch_size, progress=progress, **params)
     dbl = robust_accuracy(model, x, y, "cw", c=c, steps=2 * steps, binary_search_steps=bss2,
                           batch_size=batch_size, progress=progress, **params)
     diff = dbl["accuracy"] - base["accuracy"]
     return {"c": c, "steps": steps, "binary_search_steps": binary_search_steps,
             "accuracy": base["accuracy"], "doubled_steps": 2 * steps, "doubled_binary_search_steps": bss2,
             "doubled_accuracy": dbl["accuracy"], "difference": diff, "converged": abs(diff) < 0.01,
-            "n": len(x)}
+            "n": len(x), "base_reused": base_accuracy is not None,
+            "wall_s": round(time.perf_counter() - t0, 3)}
 
 
 def whitebox_table(model, x: torch.Tensor, y: torch.Tensor, rows, *, restarts: int = 1,
@@ -280,7 +294,8 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
     * ``ila``: the ILA table per row (crafted on member 1).
 
     ``rows`` default to the presets of ``dataset``; ``settings`` keys: ``n_test`` (used by the
-    caller), ``seed``, ``restarts``, ``cw_steps``, ``audit_steps``, ``transfer_steps``,
+    caller), ``seed``, ``restarts``, ``cw_steps``, ``cw_n_test`` (CW rows on that many evenly
+    spaced points, :func:`cw_subset`; their rows say ``n_test``), ``audit_steps``, ``transfer_steps``,
     ``batch_size``, ``audit_more_steps``, ``audit_more_restarts``, ``audit_strong_steps``. ``surrogate``: an independently
     trained ensemble for the audit's transfer check (skipped without one). Returns metrics with ``rows`` (each with ``key`` and ``accuracy`` or
     ``matrix`` / ``accuracy_by_model``), ``clean_accuracy`` and ``member_clean_accuracy``.
@@ -321,8 +336,21 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
     if suite == "whitebox":
         over = {"cw": {"steps": int(s["cw_steps"]), "stop_on_success": True}} if s.get("cw_steps") else \
             {"cw": {"stop_on_success": True}}
-        metrics["rows"] = whitebox_table(ensemble, x, y, rows, restarts=int(s.get("restarts", 1)), seed=seed,
-                                         batch_size=bs, progress=progress, overrides=over)
+        kw = dict(restarts=int(s.get("restarts", 1)), seed=seed, batch_size=bs, progress=progress,
+                  overrides=over)
+        cw_n = s.get("cw_n_test")
+        if cw_n is None:
+            metrics["rows"] = whitebox_table(ensemble, x, y, rows, **kw)
+        else:  # CW on an evenly spaced subset (its per-point cost is 10-100x PGD's)
+            cw_n = int(cw_n)
+            if not 1 <= cw_n <= len(x):
+                raise ValueError(f"cw_n_test={cw_n!r} is outside the allowed range [1, {len(x)}] "
+                                 f"(the points of this evaluation)")
+            sub = cw_subset(len(x), cw_n)
+            is_cw = [r["attack"] == "cw" for r in rows]
+            other = iter(whitebox_table(ensemble, x, y, [r for r, c in zip(rows, is_cw) if not c], **kw))
+            cw_rows = iter(whitebox_table(ensemble, x[sub], y[sub], [r for r, c in zip(rows, is_cw) if c], **kw))
+            metrics["rows"] = [{**next(cw_rows), "n_test": cw_n} if c else next(other) for c in is_cw]
     elif suite == "audit":
         over = {a: {"steps": int(s["audit_steps"])} for a in ("apgd_ce", "apgd_dlr")} if s.get("audit_steps") else {}
         metrics["rows"] = whitebox_table(ensemble, x, y, rows, restarts=int(s.get("restarts", 1)), seed=seed,

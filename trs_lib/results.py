@@ -518,13 +518,14 @@ def row_results(target, column, part, key, scale="cpu", records=None, root=None,
     return out
 
 
-def _row_spec(row, evaluation):
-    """(eval part, entry key) of a table row under an evaluation; key None: no such number."""
-    from .grid import WorstCaseRow
+def _row_spec(row, evaluation, scale="cpu"):
+    """(eval part, entry key) of a table row under an evaluation; key None: no such number (a
+    CW row has no L-infinity budget; a budget the scale's worst case leaves out)."""
+    from .grid import WorstCaseRow, worst_case_rows
     if evaluation == "paper":
         return ("pgd110" if row.steps == 110 else "whitebox"), row.key
-    if row.param != "eps":
-        return "worst_case", None  # CW has no L-infinity budget, so no worst case at its budget
+    if row.param != "eps" or not worst_case_rows([row], scale_=scale):
+        return "worst_case", None
     return "worst_case", WorstCaseRow(row.value).key
 
 
@@ -559,12 +560,14 @@ def cells_frame(table_id, scale="cpu", records: dict | None = None, root=None):
             label = labels.get(paper_col, paper_col)
             label = f"{label} (ResNet-20)" if target == "r20" else label
             for ev in EVALUATIONS:
-                part, key = _row_spec(row, ev)
+                part, key = _row_spec(row, ev, scale)
                 res = RowResults() if key is None else row_results(target, col, part, key, scale,
                                                                     records, cells=cells)
                 ours, lo, hi, how = res.interval()
                 if key is None:
-                    how = "no worst case at a CW setting"
+                    how = ("no worst case at a CW setting" if row.param != "eps" else
+                           f"worst case not run at this budget at scale {grid.scale(scale).name!r} "
+                           f"(the budget's cut: eps {', '.join(f'{e:g}' for e in grid.scale(scale).worst_case_eps)} only)")
                 out.append(dict(table=target, row=row.key, attack=row.label, param=row.param,
                                 value=row.value, column=col, label=label, evaluation=ev,
                                 ours=ours, lo=lo, hi=hi, interval=how, n_seeds=len(res.seeds),
