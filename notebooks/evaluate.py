@@ -58,7 +58,7 @@
 # %% tags=["parameters"]
 run_dir = None          # a trained run folder (holds weights.safetensors); None: train(dataset, "trs")
 dataset = "mnist5k"     # used when run_dir is None (and for the presets)
-suite = "all"           # all | whitebox | worst_case | audit | transfer | ila
+suite = "all"           # all | whitebox | worst_case | audit | transfer | ila | smoothness
 rows = None             # attack rows [{key, attack, param, value, steps}]; None: the dataset's presets
 attacks = None          # keep only these attacks in the white-box table, e.g. ["fgsm", "pgd"]; None: all
 settings = {}           # overrides: n_test, seed, restarts, cw_steps, audit_steps, transfer_steps, batch_size
@@ -348,6 +348,26 @@ if suite in ("all", "ila"):
         metrics["ila_layer_sweep"] = {"eps": sweep_eps, "rows": sweep}
         display(pd.DataFrame(sweep).set_index("layer").drop(columns="ci95").mul(100).round(1)
                 .rename_axis(f"ILA layer sweep, eps = {sweep_eps:g} (accuracy %)"))
+
+# %% [markdown]
+# ## How smooth are the members? (Sec. 3's premise)
+#
+# TRS's smoothness term is meant to make each member smoother: a smaller $\beta$ (Definition 6,
+# the Lipschitz constant of the loss gradient). For a ReLU network $\beta$ is infinite (the
+# gradient jumps at every kink), so the companion measures it at a finite scale: per point, the
+# largest $\|\nabla\ell(x + r u) - \nabla\ell(x)\|_2 / r$ over 4 random unit directions $u$,
+# for each member, at L2 radii $r$ = 0.25, 1 and 4 (`trs_lib.theory.local_smoothness`; lower is
+# smoother). The claim `smoothness` compares TRS and vanilla members at $r = 1$.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+if suite in ("all", "smoothness"):
+    sm_rows = rows if (rows is not None and suite == "smoothness") else None
+    sm = E.evaluate_suite(ensemble, x, y, "smoothness", sm_rows, settings, progress=False)
+    metrics["smoothness" if suite == "all" else "rows"] = sm["rows"]
+    display(pd.DataFrame([{"radius r": r["value"], "mean over members and points": round(r["mean"], 4),
+                           **{f"member {i + 1}": round(v, 4) for i, v in enumerate(r["member_means"])}}
+                          for r in sm["rows"]]).set_index("radius r"))
 
 # %% [markdown]
 # ## Adaptive audit (beyond the paper)

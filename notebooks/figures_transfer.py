@@ -58,6 +58,13 @@ fig, matrices = pages.transfer_section("fig2", scale, records, show=False)
 # %%
 pages.transfer_section("fig2", scale, records, plot=False)
 
+# %% [markdown]
+# The same vanilla and TRS ensembles also carry the smoothness premise of Sec. 3 (TRS members
+# are smoother): their `smoothness` records measure, per test point and member, how fast the
+# loss gradient changes at L2 distance 1 (`trs_lib.theory.local_smoothness`; lower is smoother),
+# and the claim `smoothness` below compares TRS and vanilla paired on points and seeds. The
+# difference column of that claim is in the measure's own units, not in points.
+
 # %%
 pages.claims_table(page="figures_transfer", scale=scale, records=records)
 

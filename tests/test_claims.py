@@ -47,7 +47,7 @@ def test_check_claims_has_the_contract_keys_and_every_claim():
         assert r["evaluation"] in ("paper", "worst_case", "n/a")
         assert r["verdict"] == C.NOT_YET_RUN  # no records
     assert {r["evaluation"] for r in out if r["id"] == "mnist-most"} == {"paper", "worst_case"}
-    assert "β" in _by(out, "smoothness", "n/a")["evidence"]
+    assert "smoothness" in _by(out, "smoothness", "n/a")["evidence"]
 
 
 def test_clear_winner_is_reproduced_and_a_tie_is_inconclusive():
@@ -106,3 +106,35 @@ def test_benign_uses_the_one_point_margin():
     assert r["margin"] == C.BENIGN_MARGIN and r["estimate"] == pytest.approx(0.5)
     assert r["verdict"] in (C.REPRODUCED, C.INCONCLUSIVE)
     assert r["hi"] < 2.0
+
+
+def _smoothness_records(trs_scale, seeds=(0, 1, 2), n=300):
+    """Fake smoothness records of the figures' vanilla and TRS cells: per point, vanilla's values
+    are lognormal draws and TRS's the same draws times ``trs_scale`` times a little noise."""
+    recs = {}
+    for seed in seeds:
+        cells = G.table_cells("fig2", "cpu", seed)["eval"]
+        base = np.random.default_rng(seed).lognormal(0.0, 0.5, n)
+        noise = np.random.default_rng(100 + seed).lognormal(0.0, 0.05, n)
+        for col, vals in (("vanilla", base), ("trs", base * trs_scale * noise)):
+            ec = cells[(col, "smoothness")]
+            recs[f"eval/{ec.name}"] = {"metrics": {"rows": [
+                {"key": r.key, "attack": "smoothness", "value": r.value, "values": vals.tolist()}
+                for r in ec.rows]}}
+    return recs
+
+
+def test_smoothness_claim_is_paired_over_points_and_seeds():
+    """TRS members half as rough as vanilla: reproduced; twice as rough: not reproduced; the
+    same up to 5% noise per point: inconclusive (the paired interval contains 0); a seed with
+    only one of the two records is left out, not compared unpaired."""
+    smooth = _by(C.check_claims("cpu", _smoothness_records(0.5)), "smoothness", "n/a")
+    assert smooth["verdict"] == C.REPRODUCED and smooth["hi"] < 0 and "3 seed(s)" in smooth["evidence"]
+    rough = _by(C.check_claims("cpu", _smoothness_records(2.0)), "smoothness", "n/a")
+    assert rough["verdict"] == C.NOT_REPRODUCED and rough["lo"] > 0
+    same = _by(C.check_claims("cpu", _smoothness_records(1.0)), "smoothness", "n/a")
+    assert same["verdict"] == C.INCONCLUSIVE and same["lo"] < 0 < same["hi"]
+    recs = _smoothness_records(0.5)
+    ec = G.table_cells("fig2", "cpu", 2)["eval"][("trs", "smoothness")]
+    del recs[f"eval/{ec.name}"]
+    assert "2 seed(s)" in _by(C.check_claims("cpu", recs), "smoothness", "n/a")["evidence"]

@@ -254,6 +254,27 @@ def test_cw_rows_on_an_evenly_spaced_subset(ens, pts):
     assert chk["doubled_steps"] == 40 and chk["doubled_accuracy"] <= direct["accuracy"] + 1e-9
 
 
+def test_smoothness_suite_rows(ens, pts):
+    """The ``smoothness`` suite: one row per radius with per-point values that are the members'
+    mean of ``local_smoothness`` (same directions for every member), reproducible from its seed;
+    a non-positive radius is refused before any work."""
+    from trs_lib.theory import local_smoothness
+    x, y = pts[0][:10], pts[1][:10]
+    m = E.evaluate_suite(ens, x, y, "smoothness", None, {"seed": 3}, progress=False)
+    assert [r["key"] for r in m["rows"]] == ["smoothness/r=0.25", "smoothness/r=1", "smoothness/r=4"]
+    r1 = m["rows"][1]
+    assert len(r1["values"]) == 10 and len(r1["member_values"]) == ens.num_members
+    member0 = local_smoothness(ens.member(0), x, y, radius=1.0, n_dirs=4,
+                               generator=torch.Generator().manual_seed(3 * 1000 + 1))
+    assert torch.allclose(torch.tensor(r1["member_values"][0]), member0.float(), rtol=1e-4)
+    means = torch.tensor(r1["member_values"]).mean(0)
+    assert torch.allclose(torch.tensor(r1["values"]), means, rtol=1e-4)
+    again = E.evaluate_suite(ens, x, y, "smoothness", None, {"seed": 3}, progress=False)
+    assert again["rows"][1]["values"] == r1["values"]
+    with pytest.raises(ValueError, match="positive finite radius"):
+        E.evaluate_suite(ens, x, y, "smoothness", [dict(attack="smoothness", param="r", value=0.0)])
+
+
 # ------------------------------------------------------------------------------ audit
 def test_audit_passes_on_an_undefended_model(model, pts):
     x, y = pts

@@ -245,7 +245,8 @@ def test_cli_dry_run_lists_cells(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("TRS_RESULTS_DIR", str(tmp_path))
     assert R.main(["--tables", "fig2", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "would run train" in out and "12 to run" in out  # vanilla and TRS, 3 seeds each
+    # vanilla and TRS, 3 seeds each: training, transfer matrices, smoothness
+    assert "would run train" in out and "18 to run" in out
     with pytest.raises(SystemExit):
         R.main(["--tables", "9"])
 

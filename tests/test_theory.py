@@ -375,3 +375,31 @@ def test_theory_package_keeps_every_public_name():
         for name in part.__all__:
             assert getattr(th, name) is getattr(part, name)
     assert th.lower_bound_untargeted.__module__ == "trs_lib.theory.bounds"
+
+
+def test_local_smoothness_is_the_hessian_at_small_radius_and_bounded_for_softmax():
+    """``local_smoothness`` at a tiny radius equals ||H(x) u|| for the same random direction
+    (the Hessian-vector product by double backward), and for a linear softmax model never exceeds
+    ``||W||^2 / 2`` (the cross-entropy's Hessian is W^T (diag p - p p^T) W, whose middle factor
+    has norm at most 1/2) at any radius; a wrong normalisation by the radius fails both."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5)).double()
+    with torch.no_grad():
+        model[1].weight.mul_(3.0)
+    x = torch.randn(7, 1, 3, 4, dtype=torch.float64)
+    y = torch.randint(0, 5, (7,))
+    est = th.local_smoothness(model, x, y, radius=1e-5, n_dirs=1,
+                              generator=torch.Generator().manual_seed(3))
+    u = torch.randn(x.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float32).double()
+    u = u / u.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    hu = th.input_hvp(lambda z: torch.nn.functional.cross_entropy(model(z), y, reduction="none"), x, u)
+    assert torch.allclose(est, hu.flatten(1).norm(dim=1), rtol=1e-4)
+    bound = 0.5 * torch.linalg.matrix_norm(model[1].weight.detach(), ord=2) ** 2
+    for radius in (1e-3, 0.3, 3.0, 30.0):
+        v = th.local_smoothness(model, x, y, radius=radius, n_dirs=6,
+                                generator=torch.Generator().manual_seed(1))
+        assert (v > 0).all() and (v <= bound * (1 + 1e-9)).all()
+    with pytest.raises(ValueError, match="radius=0"):
+        th.local_smoothness(model, x, y, radius=0)
+    with pytest.raises(ValueError, match="n_dirs=0"):
+        th.local_smoothness(model, x, y, n_dirs=0)

@@ -77,9 +77,11 @@ from .attacks import presets as _presets  # noqa: E402
 
 __all__ += ["run_batched", "attack_batched", "robust_accuracy", "transfer_matrix", "ila_table",
             "ila_layer_sweep", "cw_convergence", "cw_subset", "whitebox_table", "worst_case_table", "worst_case",
-            "evaluate_suite", "SUITES", "WORST_CASE_EPS"]
+            "evaluate_suite", "smoothness_table", "SUITES", "WORST_CASE_EPS", "SMOOTHNESS_RADII"]
 
-SUITES = ("whitebox", "audit", "transfer", "ila", "worst_case")
+SUITES = ("whitebox", "audit", "transfer", "ila", "worst_case", "smoothness")
+#: radii (L2, pixel units) of the ``smoothness`` suite's rows; the claim is judged at 1.0
+SMOOTHNESS_RADII = (0.25, 1.0, 4.0)
 
 #: default budgets of the worst-case suites per paper data set when no rows are given (L-inf: the
 #: whitebox presets' budgets; L2: the usual MNIST / CIFAR-10 L2 budgets of RobustBench-style work).
@@ -264,6 +266,33 @@ def worst_case_table(model, x: torch.Tensor, y: torch.Tensor, budgets, *, suite:
     return out
 
 
+def smoothness_table(ensemble, x: torch.Tensor, y: torch.Tensor, radii=SMOOTHNESS_RADII, *,
+                     n_dirs: int = 4, seed: int = 0, batch_size: int = 256) -> list:
+    """The members' local smoothness (:func:`trs_lib.theory.estimators.local_smoothness`, the
+    cross-entropy at the true label) at each L2 radius: one row per radius, keyed
+    ``smoothness/r=<radius>``, with ``values`` (per point, the mean over members), ``mean``,
+    ``member_means`` and ``member_values`` (per member, per point). Lower is smoother (Sec. 3's
+    premise: TRS members are smoother than vanilla ones)."""
+    from .theory.estimators import local_smoothness
+    out = []
+    for k, r in enumerate(radii):
+        per_member = []
+        for i in range(ensemble.num_members):
+            m = ensemble.member(i)
+            gen = torch.Generator().manual_seed(seed * 1000 + k)  # the same directions for every member
+            vals, _ = run_batched(lambda a, b: local_smoothness(
+                m, x[a:b].to(device_of(m)), y[a:b].to(device_of(m)), radius=float(r), n_dirs=n_dirs,
+                generator=gen).cpu(), len(x), batch_size)
+            per_member.append(torch.cat(vals))
+        stack = torch.stack(per_member)
+        out.append({"key": f"smoothness/r={float(r):g}", "attack": "smoothness", "param": "r",
+                    "value": float(r), "steps": None, "n_dirs": n_dirs,
+                    "values": [float(f"{v:.6g}") for v in stack.mean(0).tolist()],
+                    "mean": float(stack.mean()), "member_means": stack.mean(1).tolist(),
+                    "member_values": [[float(f"{v:.6g}") for v in row] for row in stack.tolist()]})
+    return out
+
+
 def _surrogate_data(dataset: str, n: int, device):
     """``n`` training images of ``dataset`` (a seeded random sample: splits may be sorted by class)
     for the audit's surrogate (None if the data are absent)."""
@@ -319,9 +348,16 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
             else:
                 eps = WORST_CASE_EPS["l2"][_presets.paper_dataset(dataset)]
             rows = [dict(attack="worst_case", param="eps", value=e, steps=None) for e in eps]
+        elif suite == "smoothness":
+            rows = [dict(attack="smoothness", param="r", value=r, steps=None) for r in SMOOTHNESS_RADII]
         else:
             rows = _presets.preset(dataset, suite)
     rows = [dict(r) for r in rows]
+    if suite == "smoothness":
+        bad = [r for r in rows if isinstance(r.get("value"), bool) or not isinstance(r.get("value"), (int, float))
+               or not math.isfinite(r["value"]) or r["value"] <= 0]
+        if bad:
+            raise ValueError(f"smoothness rows need a positive finite radius 'value', got {bad}")
     if suite == "worst_case":  # budgets checked before any work
         hi = 1.0 if wc_suite == "linf" else 1e3
         bad = [r for r in rows if r.get("param", "eps") != "eps" or isinstance(r.get("value"), bool)
@@ -382,6 +418,9 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
                        "broken_by_point": bp}
                 metrics["rows"].append(row)
                 metrics["audit_worst_case"] = {"eps": eps, "accuracy": row["accuracy"], "ci95": row["ci95"]}
+    elif suite == "smoothness":
+        metrics["rows"] = smoothness_table(ensemble, x, y, [r["value"] for r in rows], seed=seed,
+                                           batch_size=bs)
     elif suite == "worst_case":
         metrics["worst_case_suite"] = wc_suite
         metrics["rows"] = worst_case_table(ensemble, x, y, [r["value"] for r in rows], suite=wc_suite,

@@ -244,7 +244,8 @@ class EvalCell:
     Suites: ``whitebox`` (robust accuracy of the ensemble under each row's attack),
     ``worst_case`` (per point, the worst case over the strong suite at each row's budget), ``audit``
     (APGD-CE / APGD-DLR at the rows' budgets and the sanity checks), ``transfer`` (member-to-member
-    transfer matrices at one eps), ``ila`` (ILA crafted on member 1, Table 6).
+    transfer matrices at one eps), ``ila`` (ILA crafted on member 1, Table 6), ``smoothness``
+    (the members' local smoothness at the rows' L2 radii, Sec. 3's premise).
     """
 
     train: TrainCell
@@ -272,7 +273,10 @@ class EvalCell:
                 **dict(self.settings)}
 
 
-SUITES = ("whitebox", "worst_case", "audit", "transfer", "ila")
+SUITES = ("whitebox", "worst_case", "audit", "transfer", "ila", "smoothness")
+# The rows of a "smoothness" cell: L2 radii of trs_lib.theory.local_smoothness (the claim is
+# judged at r = 1; trs_lib.evaluate.SMOOTHNESS_RADII).
+SMOOTHNESS_ROWS = tuple(P.Row("smoothness", "r", r) for r in (0.25, 1.0, 4.0))
 
 
 def train_cell(column: str, dataset: str, scale_="cpu", seed: int = 0) -> TrainCell:
@@ -357,7 +361,7 @@ def table_cells(target: str, scale_="cpu", seed: int = 0) -> dict:
 
     Returns ``{"train": {column: TrainCell}, "eval": {(column, part): EvalCell}}`` with part
     ``whitebox`` (the paper's attacks), ``worst_case`` (the strong suite at the same budgets),
-    ``pgd110``, ``audit`` (seed 0 only), ``transfer`` or ``ila:<paper data set>``; empty when the
+    ``pgd110``, ``audit`` (seed 0 only), ``transfer``, ``smoothness`` or ``ila:<paper data set>``; empty when the
     target's data set is not run at this scale (CIFAR-10 at scale ``cpu``). Every seed of
     :func:`seeds_for` is a cell of the grid; other seeds give cells the driver does not run.
     """
@@ -375,6 +379,8 @@ def table_cells(target: str, scale_="cpu", seed: int = 0) -> dict:
             tc = train_cell(col, ds, sc, seed)
             out["train"][col] = tc
             out["eval"][(col, "transfer")] = _eval(tc, "transfer", rows, sc)
+            # the smoothness premise (Sec. 3): the same vanilla and TRS members, each seed
+            out["eval"][(col, "smoothness")] = _eval(tc, "smoothness", SMOOTHNESS_ROWS, sc)
         return out
     if target == "6":
         tab = P.table(target)
@@ -447,7 +453,7 @@ def _group(target: str, part: str) -> int:
     return 3  # r20
 
 
-_PART_ORDER = ("whitebox", "worst_case", "transfer", "ila", "pgd110", "audit")
+_PART_ORDER = ("whitebox", "worst_case", "transfer", "smoothness", "ila", "pgd110", "audit")
 
 
 def cells_for(targets, scale_="cpu") -> list:

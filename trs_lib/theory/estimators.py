@@ -26,6 +26,7 @@ __all__ = [
     "input_hvp",
     "hessian_spectral_norm",
     "estimate_smoothness",
+    "local_smoothness",
     "estimate_gradient_bound",
     "bound_terms",
     "bounds_from_terms",
@@ -166,6 +167,36 @@ def estimate_smoothness(model, x: torch.Tensor, labels, *, x_adv: torch.Tensor |
         norms.append(res["norm"])
     norms = torch.stack(norms).max(0).values
     return {"beta": norms.max().item(), "norms": norms}
+
+
+def local_smoothness(model, x: torch.Tensor, labels: torch.Tensor, *, radius: float = 1.0,
+                     n_dirs: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per point, the gradient's rate of change at L2 distance ``radius`` (Definition 6 at a
+    finite scale): ``max_u ||grad l(x + radius u, y) - grad l(x, y)||_2 / radius`` over
+    ``n_dirs`` random unit directions ``u``, for the cross-entropy ``l`` at ``labels``.
+
+    Definition 6's ``beta`` is the supremum of this ratio over ``X`` as the radius shrinks; for a
+    ReLU network that supremum is infinite (the gradient jumps across every kink) and the Hessian
+    at a point misses the kinks (:func:`estimate_smoothness`). At a finite radius the ratio is
+    finite, counts the kinks crossed, and is at most ``beta`` for a twice differentiable
+    network (mean value theorem): a lower estimate of it per point. Inputs are not clipped to
+    the data range (``beta`` is a property of the function). Returns a tensor (N,).
+    """
+    if not (isinstance(radius, (int, float)) and not isinstance(radius, bool) and radius > 0
+            and radius == radius and radius != float("inf")):
+        raise ValueError(f"local_smoothness: radius={radius!r} must be a positive finite number")
+    if not isinstance(n_dirs, int) or isinstance(n_dirs, bool) or n_dirs < 1:
+        raise ValueError(f"local_smoothness: n_dirs={n_dirs!r} must be a positive integer")
+    x = x.detach()
+    _, g0 = input_gradient(model, x, labels)
+    gdev = generator.device if generator is not None else torch.device("cpu")
+    best = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+    for _ in range(n_dirs):
+        u = torch.randn(x.shape, generator=generator, device=gdev).to(x.device, x.dtype)
+        u = u / _flat(u).norm(dim=1).clamp_min(_TINY).view(-1, *([1] * (x.dim() - 1)))
+        _, g = input_gradient(model, x + radius * u, labels)
+        best = torch.maximum(best, _flat(g - g0).norm(dim=1) / radius)
+    return best
 
 
 def estimate_gradient_bound(model, x: torch.Tensor, labels="all") -> dict:
