@@ -30,7 +30,8 @@ from ._common import (MAX_RESTARTS, MAX_STEPS, check_bool, check_budget, check_i
                       check_norm, check_real, input_grad, project, project_l2, project_linf,
                       rand_uniform)
 
-__all__ = ["apgd", "apgd_ce", "apgd_dlr", "apgd_loop", "best_of_restarts", "dlr_loss", "checkpoints"]
+__all__ = ["apgd", "apgd_ce", "apgd_dlr", "apgd_loop", "best_of_restarts", "in_turns", "dlr_loss",
+           "checkpoints"]
 
 
 def dlr_loss(z: torch.Tensor, y: torch.Tensor, targeted: bool = False) -> torch.Tensor:
@@ -100,6 +101,27 @@ def best_of_restarts(model, x, y, restarts, run):
     score = (l_best.float() + 1e6 * fooled.float()).view(restarts, b)
     idx = score.argmax(0) * b + torch.arange(b, device=x.device)
     return out[idx].detach()
+
+
+def in_turns(model, x, y, variants, restarts, make_run, todo=None):
+    """Run APGD variants one after another (APGD-T's targets, the reweighing's mixings), each
+    on the points no earlier variant misclassified: ``make_run(variant, idx)`` gives the
+    :func:`best_of_restarts` runner for rows ``idx`` of the batch. ``todo``: the points to attack
+    (default: those ``model`` classifies correctly). Returns the adversarial examples."""
+    if todo is None:
+        with torch.no_grad():
+            todo = model(x).argmax(1) == y
+    out = x.clone()
+    for v in variants:
+        idx = todo.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
+        adv = best_of_restarts(model, x[idx], y[idx], restarts, make_run(v, idx))
+        with torch.no_grad():
+            broken = model(adv).argmax(1) != y[idx]
+        out[idx] = adv
+        todo[idx[broken]] = False
+    return out.detach()
 
 
 def apgd_loop(model, xs, ys, lossf, fooledf, *, eps, steps, rho, norm, generator, output=None,

@@ -17,7 +17,7 @@ import torch
 
 from ._common import (MAX_RESTARTS, MAX_STEPS, check_budget, check_inputs, check_int, check_norm,
                       check_real)
-from .apgd import apgd_loop, best_of_restarts
+from .apgd import apgd_loop, in_turns
 
 __all__ = ["apgd_t", "dlr_targeted_loss"]
 
@@ -59,23 +59,16 @@ def apgd_t(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int = 
         raise ValueError(f"apgd_t: n_targets={n_targets} is outside the allowed range [1, {c - 1}] "
                          f"(the number of wrong classes)")
     ranked = z0.scatter(1, y[:, None], float("-inf")).argsort(1, descending=True)  # wrong classes first
-    out = x.clone()
-    todo = z0.argmax(1) == y  # points already misclassified need no attack
-    for k in range(n_targets):
-        idx = todo.nonzero().squeeze(1)
-        if idx.numel() == 0:
-            break
+
+    def make_run(k, idx):
         t = ranked[idx, k]
 
-        def run(xs, ys, r, t=t):
+        def run(xs, ys, r):
             tt = t.repeat(r)
             return apgd_loop(model, xs, ys, lambda z, yy, i: dlr_targeted_loss(z, yy, tt[i]),
                              lambda z, yy: z.argmax(1) != yy, eps=eps, steps=steps, rho=rho,
                              norm=norm, generator=generator)
+        return run
 
-        adv = best_of_restarts(model, x[idx], y[idx], restarts, run)
-        with torch.no_grad():
-            broken = model(adv).argmax(1) != y[idx]
-        out[idx] = adv
-        todo[idx[broken]] = False
-    return out.detach()
+    # points already misclassified need no attack
+    return in_turns(model, x, y, range(n_targets), restarts, make_run, todo=z0.argmax(1) == y)

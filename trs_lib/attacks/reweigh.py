@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ._common import (MAX_RESTARTS, MAX_STEPS, check_budget, check_choice, check_inputs, check_int,
                       check_norm, check_real)
-from .apgd import apgd_loop, best_of_restarts, dlr_loss
+from .apgd import apgd_loop, dlr_loss, in_turns
 
 __all__ = ["reweigh", "Reweighted"]
 
@@ -87,15 +87,9 @@ def reweigh(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int =
     if eps == 0.0:
         return x.clone()
     y = y.to(device=x.device, dtype=torch.long)
-    with torch.no_grad():
-        todo = model(x).argmax(1) == y
-    out = x.clone()
-    for s in scales:
-        idx = todo.nonzero().squeeze(1)
-        if idx.numel() == 0:
-            break
 
-        def run(xs, ys, r, s=s):
+    def make_run(s, _idx):
+        def run(xs, ys, r):
             wrapped = Reweighted(model, ys, s, output)
 
             def lossf(zz, yy, _i):
@@ -112,10 +106,6 @@ def reweigh(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int =
             return apgd_loop(wrapped, xs, ys, lossf, lambda f, yy: f.argmax(1) != yy, eps=eps, model_for=model_for,
                              steps=steps, rho=rho, norm=norm, generator=generator,
                              output=lambda zz: zz[:, zz.shape[1] // 2:])
+        return run
 
-        adv = best_of_restarts(model, x[idx], y[idx], restarts, run)
-        with torch.no_grad():
-            broken = model(adv).argmax(1) != y[idx]
-        out[idx] = adv
-        todo[idx[broken]] = False
-    return out.detach()
+    return in_turns(model, x, y, scales, restarts, make_run)
