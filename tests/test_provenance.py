@@ -63,6 +63,22 @@ def test_records_and_their_notebooks_hold_no_absolute_paths():
     assert not bad, "\n".join(bad)
 
 
+def test_executed_book_notebooks_hold_no_absolute_paths():
+    """The committed, executed chapters (notebooks/*.ipynb) show no path of the machine that ran
+    them (messages print paths relative to the project, trs_lib.paths.display_path)."""
+    bad = []
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        text = nb.read_text(encoding="utf-8")
+        for m in ABSOLUTE.finditer(text):
+            bad.append(f"{nb.name}: ...{text[max(0, m.start() - 40):m.end() + 40]}...")
+    assert not bad, "\n".join(bad[:10])
+
+
+def test_display_path_is_relative_inside_the_project(tmp_path):
+    assert paths.display_path(ROOT / "runs" / "x") == str(Path("runs") / "x")
+    assert paths.display_path(tmp_path) == str(tmp_path.resolve())
+
+
 def test_absolute_path_pattern_catches_what_it_should():
     assert ABSOLUTE.search('"run /work/main/runs/x is complete"')
     assert ABSOLUTE.search('"input_path": "/home/u/notebooks/evaluate.ipynb"')

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["project_root", "results_dir", "runs_dir"]
+__all__ = ["project_root", "results_dir", "runs_dir", "display_path"]
 
 
 def project_root() -> Path:
@@ -29,3 +29,13 @@ def results_dir() -> Path:
 def runs_dir() -> Path:
     """``$TRS_RUNS_DIR`` or ``<project root>/runs`` (checkpoints and weights; not committed)."""
     return Path(os.environ.get("TRS_RUNS_DIR") or project_root() / "runs")
+
+
+def display_path(path) -> str:
+    """``path`` relative to the project root when inside it, else absolute: for messages and
+    records, so that executed notebooks and records hold no machine-specific paths."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(project_root().resolve()))
+    except ValueError:
+        return str(path)

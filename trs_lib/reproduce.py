@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import grid as G
 from .atomic import CorruptFileError, atomic_write_json, read_json
-from .paths import project_root, runs_dir
+from .paths import display_path, project_root, runs_dir
 from .results import read_record, record_path, notebook_path
 
 __all__ = ["TRAIN_NOTEBOOK", "EVAL_NOTEBOOK", "plan", "reproduce", "papermill_runner",
@@ -50,11 +50,7 @@ def run_dir(train_cell) -> Path:
 def _rel(path: Path) -> str:
     """``path`` relative to the project root when inside it (the notebooks run there), so
     that records hold no machine-specific paths; else absolute."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(project_root().resolve()))
-    except ValueError:
-        return str(path)
+    return display_path(path)
 
 
 def train_parameters(cell, device="auto") -> dict:

@@ -34,7 +34,7 @@ from .atomic import CorruptFileError, remove_stale_temp
 from .ensemble import Ensemble, build_ensemble
 from .evaluate import gradient_cosine, member_accuracies
 from .recipes import TrainConfig, config_hash, make_config
-from .paths import runs_dir
+from .paths import display_path, runs_dir
 from .results import read_record, write_record
 
 __all__ = ["train", "TrainResult", "NumericalError", "resolve_device", "default_run_dir",
@@ -148,7 +148,7 @@ def train(dataset: str = "mnist5k", method: str = "trs", out_dir=None, resume: b
             raise type(err)(f"{err}. The run in {out_dir} is marked finished but cannot be loaded: "
                             f"delete record.json and weights.* there and rerun to rebuild them from "
                             f"the last checkpoint") from None
-        log(f"run {out_dir} is complete; loaded its weights (delete that folder to train again)")
+        log(f"run {display_path(out_dir)} is complete; loaded its weights (delete that folder to train again)")
         return TrainResult(ensemble, cfg, record, out_dir)
 
     x_tr, y_tr = _load_split(cfg, "train", device)
@@ -177,7 +177,7 @@ def train(dataset: str = "mnist5k", method: str = "trs", out_dir=None, resume: b
                               source=meta.get("_source"))
         state = ckpt.load_checkpoint(meta, tensors, ensemble, optimizer, generator, device)
         history, start, elapsed = meta["history"], meta["epoch"], meta.get("elapsed_s", 0.0)
-        log(f"resuming {out_dir} after epoch {start}")
+        log(f"resuming {display_path(out_dir)} after epoch {start}")
 
     stages = cfg.num_models if method_obj.sequential else 1
     total = cfg.epochs * stages
