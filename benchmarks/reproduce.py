@@ -55,6 +55,9 @@ ASSUMED = {
     # c = 0.1 0.277 (nothing breaks: every point runs until CW's early abort); the c = 10
     # convergence check with the iterations doubled 0.141
     "cw_1000_per_point": 0.105 + 0.277 + 0.141,
+    # the smoothness suite (3 radii x 5 member gradients per point): 8.3 s for 100 points in the
+    # evaluation chapter while two other jobs shared the 2 cores; taken as 0.02 s per point
+    "smoothness_per_point": 0.02,
     # ResNet-20 vs small CNN: TRS step 25.6 vs 490 img/s (README); a plain forward-backward
     # measured 13.5x on this machine (1 thread)
     "r20_trs": 490.1 / 25.6, "r20_plain": 13.5,
@@ -199,6 +202,8 @@ def _cell_seconds(cell, rates):
         per_point = rates[("eval", "whitebox_linf")] + (cw_rate * cw_n / n if has_cw else 0.0)
     elif ("eval", suite) in rates:
         per_point = rates[("eval", suite)]
+    elif suite == "smoothness":
+        per_point, assumed = ASSUMED["smoothness_per_point"], True
     else:
         per_point, assumed = rates[("eval", "whitebox")] * ASSUMED["eval_vs_whitebox"][suite], True
     if cell.train.config().arch == "resnet20":
