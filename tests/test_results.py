@@ -241,6 +241,28 @@ def test_driver_retrains_missing_weights_without_touching_the_training_record(ti
     assert results.record_path(tiny_grid[0]).read_text() == before
 
 
+def test_two_shards_run_every_cell_once_with_its_training(tiny_grid):
+    """Shards 0/2 and 1/2 split the grid by training (each training with its evaluations),
+    run disjoint cells that together are all of them, and the split does not move once cells are
+    recorded; a bad shard is refused naming the value."""
+    items = R.plan(cells=tiny_grid)
+    a, b = R.shard_of(items, (0, 2)), R.shard_of(items, (1, 2))
+    assert a and b and not a & b and a | b == {c.name for c in tiny_grid}
+    for part in (a, b):
+        for c in tiny_grid:
+            if c.kind == "eval" and c.name in part:
+                assert c.train.name in part
+    r0, r1 = FakeRunner(), FakeRunner()
+    s0 = R.reproduce(cells=tiny_grid, runner=r0, log=lambda m: None, progress=False, shard=(0, 2))
+    assert set(s0["ran"]) == a and R.shard_of(R.plan(cells=tiny_grid), (1, 2)) == b
+    s1 = R.reproduce(cells=tiny_grid, runner=r1, log=lambda m: None, progress=False, shard=(1, 2))
+    assert set(s1["ran"]) == b and len(r0.calls) + len(r1.calls) == len(tiny_grid)
+    assert R.reproduce(cells=tiny_grid, runner=r1, log=lambda m: None, progress=False)["ran"] == []
+    for bad in ("2/2", "1", "a/b", "0/0"):
+        with pytest.raises(ValueError, match=f"--shard {bad!r}|shard"):
+            R.parse_shard(bad)
+
+
 def test_cli_dry_run_lists_cells(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("TRS_RESULTS_DIR", str(tmp_path))
     assert R.main(["--tables", "fig2", "--dry-run"]) == 0

@@ -34,7 +34,7 @@ from .paths import display_path, project_root, runs_dir
 from .results import read_record, record_path, notebook_path
 
 __all__ = ["TRAIN_NOTEBOOK", "EVAL_NOTEBOOK", "plan", "reproduce", "papermill_runner",
-           "train_parameters", "eval_parameters", "main", "UP_TO_DATE"]
+           "train_parameters", "eval_parameters", "main", "UP_TO_DATE", "shard_of", "parse_shard"]
 
 TRAIN_NOTEBOOK = "notebooks/train_trs.ipynb"
 EVAL_NOTEBOOK = "notebooks/evaluate.ipynb"
@@ -187,10 +187,38 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {str(err)[:500]}"
 
 
+def shard_of(items, shard) -> set:
+    """The names of the cells of shard ``shard = (k, n)``: a training and all its evaluations
+    belong to the shard of the training's position, modulo ``n``, among the trainings of
+    ``items`` (the plan, recorded cells included, so the split does not move when cells finish).
+    Shards are disjoint and together hold every cell; ``n`` drivers, one per shard, can run the
+    same grid side by side without ever running a cell twice."""
+    k, n = shard
+    if not (isinstance(k, int) and isinstance(n, int) and n >= 1 and 0 <= k < n):
+        raise ValueError(f"shard {k}/{n} is not valid: need 0 <= K < N, e.g. 0/2 and 1/2")
+    trainings = []
+    for c, _ in items:
+        t = c if c.kind == "train" else c.train
+        if t.name not in trainings:
+            trainings.append(t.name)
+    mine = {t for i, t in enumerate(trainings) if i % n == k}
+    return {c.name for c, _ in items if (c if c.kind == "train" else c.train).name in mine}
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)``, with an error naming the value and what is allowed."""
+    try:
+        k, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r} is not of the form K/N (e.g. 0/2)") from None
+    shard_of([], (k, n))  # validates
+    return k, n
+
+
 def reproduce(targets=None, scale="cpu", root=None, cells=None, runner=None, device="auto",
               dry_run=False, log=print, progress=True, kinds=("train", "eval"),
               executor="local", settings=None, wait=False, poll_s=10.0,
-              allow_dirty=False) -> dict:
+              allow_dirty=False, shard=None) -> dict:
     """Run every cell of the targets' grid that has no record; returns a summary dict.
 
     ``{"done": [...], "ran": [...], "failed": {name: error}, "skipped": [...], "wall_s": ...}``:
@@ -198,18 +226,23 @@ def reproduce(targets=None, scale="cpu", root=None, cells=None, runner=None, dev
     training they evaluate failed. With ``executor`` ``slurm`` or ``submitit-local`` the cells
     are submitted as jobs (:func:`trs_lib.executors.submit`, ``settings`` a
     :class:`~trs_lib.executors.SlurmSettings`) and the summary also has ``submitted`` and
-    ``running`` (cell -> job id) and ``logs`` (cell -> log path).
+    ``running`` (cell -> job id) and ``logs`` (cell -> log path). ``shard``: ``(k, n)``, run
+    only the cells of shard ``k`` of ``n`` (:func:`shard_of`; local executor).
     """
     from . import executors as X
     if executor not in X.EXECUTORS:
         raise X.ExecutorError(f"unknown executor {executor!r}; valid executors: {list(X.EXECUTORS)}")
     sc = G.scale(scale)
     items = plan(targets, sc, root, cells, kinds)
+    if shard is not None:  # trainings of other shards and their evaluations: another driver's
+        mine = shard_of(plan(targets, sc, root, cells), shard)
+        items = [(c, done) for c, done in items if c.name in mine]
     todo = [c for c, done in items if not done]
     summary = {"done": [c.name for c, done in items if done], "ran": [], "failed": {},
                "skipped": [], "wall_s": 0.0}
     log(f"{len(items)} cells for {' '.join(map(str, targets or ())) or 'the given cells'} at scale "
-        f"{sc.name!r}: {len(items) - len(todo)} recorded, {len(todo)} to run")
+        f"{sc.name!r}" + (f" (shard {shard[0]}/{shard[1]})" if shard else "") +
+        f": {len(items) - len(todo)} recorded, {len(todo)} to run")
     if not todo:
         log(UP_TO_DATE)
         return summary
@@ -281,6 +314,10 @@ def main(argv=None) -> int:
     ap.add_argument("--executor", default="local", choices=X.EXECUTORS,
                     help="local: run the cells here, one after another; slurm: submit them as "
                          "Slurm jobs (submitit); submitit-local: the same jobs as local processes")
+    ap.add_argument("--shard", metavar="K/N",
+                    help="run only shard K of N (a training with its evaluations per shard), so "
+                         "that N drivers share one machine, e.g. two with OMP_NUM_THREADS=1 on "
+                         "2 cores (local executor)")
     sl = ap.add_argument_group("Slurm (with --executor slurm; a --slurm-config file, then these)")
     sl.add_argument("--slurm-config", help="TOML file with partition, gpus_per_job, cpus_per_job, "
                                            "time, mem, extra (a table of sbatch options)")
@@ -299,6 +336,14 @@ def main(argv=None) -> int:
         targets = [G.normalise_target(t) for t in args.tables]
     except ValueError as err:
         ap.error(str(err))
+    shard = None
+    if args.shard is not None:
+        try:
+            shard = parse_shard(args.shard)
+        except ValueError as err:
+            ap.error(str(err))
+        if args.executor != "local":
+            ap.error("--shard splits the local executor's work; Slurm runs cells in parallel itself")
     settings = None
     if args.executor != "local":
         try:
@@ -321,7 +366,8 @@ def main(argv=None) -> int:
     try:
         summary = reproduce(targets, args.scale, device=args.device, dry_run=args.dry_run,
                             runner=runner, kinds=tuple(args.kinds), executor=args.executor,
-                            settings=settings, wait=args.wait, allow_dirty=args.allow_dirty)
+                            settings=settings, wait=args.wait, allow_dirty=args.allow_dirty,
+                            shard=shard)
     except DirtyTreeError as err:
         print(f"refusing to run: {err}", file=sys.stderr)
         return 2
