@@ -58,6 +58,9 @@ ASSUMED = {
     # the smoothness suite (3 radii x 5 member gradients per point): 8.3 s for 100 points in the
     # evaluation chapter while two other jobs shared the 2 cores; taken as 0.02 s per point
     "smoothness_per_point": 0.02,
+    # two drivers side by side (reproduce --shard 0/2 and 1/2, OMP_NUM_THREADS=1 each): the
+    # first 43 minutes of the regrid ran 4,995 s of cell time in 2,580 s of wall time
+    "two_shards_speedup": 4995 / 2580,
     # ResNet-20 vs small CNN: TRS step 25.6 vs 490 img/s (README); a plain forward-backward
     # measured 13.5x on this machine (1 thread)
     "r20_trs": 490.1 / 25.6, "r20_plain": 13.5,
@@ -241,7 +244,9 @@ def estimate(tables=TABLES, scale="cpu", log=print) -> dict:
             budget_cell = c.name
         rows.append((c.kind, c.name, sec, assumed, total))
     log(f"\n{len(todo)} cells to run at scale {scale!r} (of {len(items)}); projected "
-        f"{total / 3600:.1f} h (budget {TARGET_MIN / 60:.0f} h)")
+        f"{total / 3600:.1f} h of cell time, one cell after another (budget {TARGET_MIN / 60:.0f} h); "
+        f"with two one-thread shards (reproduce --shard, measured {ASSUMED['two_shards_speedup']:.2f}x) "
+        f"about {total / ASSUMED['two_shards_speedup'] / 3600:.1f} h of wall time")
     log("by kind: " + ", ".join(f"{k} {v / 3600:.2f} h" for k, v in sorted(by_kind.items())))
     cum = 0.0
     for g in sorted(by_group):
