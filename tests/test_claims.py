@@ -74,6 +74,18 @@ def test_claim_waits_for_every_column_and_every_seed_row():
     assert _by(out, "mnist-most", "worst_case")["verdict"] == C.NOT_YET_RUN
 
 
+def test_no_verdict_before_every_seed_of_the_scale():
+    """A clear winner on seed 0 alone gets no verdict: the rows are provisional (numbers shown,
+    the claim waits) until every column has every seed of the scale."""
+    accs = {c: 0.5 for c in T1} | {"trs": 0.9}
+    r = _by(C.check_claims("cpu", _records(accs, seeds=(0,))), "mnist-most")
+    assert r["verdict"] == C.NOT_YET_RUN and "provisional" in r["evidence"] and "(1 seed)" in r["evidence"]
+    frame = C.compare_frame("1", "trs", tuple(c for c in T1 if c != "trs"),
+                            records=_records(accs, seeds=(0, 1)))
+    assert frame["provisional"].all() and (frame["n_seeds"] == 2).all() and (frame["lo"] > 0).all()
+    assert _by(C.check_claims("cpu", _records(accs)), "mnist-most")["verdict"] == C.REPRODUCED
+
+
 def test_more_members_needs_k3_better_beyond_the_interval():
     near = _records({"trs": 0.61, "trs_k2": 0.60, "adp": 0.5, "trs_at": 0.9}, target="3",
                     parts=("whitebox", "worst_case", "pgd110"), shared=False)

@@ -124,19 +124,24 @@ def compare_frame(target, column, others, evaluation="paper", scale="cpu", recor
 
     Columns: ``row``, ``label``, ``best_other``, ``ours``, ``other``, ``estimate``, ``lo``,
     ``hi``, ``half_width``, ``n_seeds``, ``paired``, ``verdict`` (``not yet run at this scale``
-    when a number is missing). ``parts`` keeps only rows of those evaluation parts.
+    when a number is missing, or when a column lacks one of the scale's seeds: then
+    ``provisional`` is True and the numbers are those of the seeds recorded so far). ``parts``
+    keeps only rows of those evaluation parts.
     """
     import pandas as pd
     target = G.normalise_target(target)
     records = R.load_records(root) if records is None else records
     cells = R.seed_cells(target, scale)
+    # the seeds the scale trains each column with (fewer for a column the budget cuts)
+    want = {c: {s for s, by in cells.items() if c in by["train"]} for c in (column, *others)}
     out = []
     for label, part, key in _rows(target, evaluation, scale):
         if parts is not None and part not in parts:
             continue
         res = {c: R.row_results(target, c, part, key, scale, records, cells) for c in (column, *others)}
         row = dict(row=key, label=label, best_other=None, ours=None, other=None, estimate=None,
-                   lo=None, hi=None, half_width=None, n_seeds=0, paired=False, verdict=NOT_YET_RUN)
+                   lo=None, hi=None, half_width=None, n_seeds=0, paired=False, verdict=NOT_YET_RUN,
+                   provisional=False)
         if all(r.seeds for r in res.values()):
             mean = {c: float(np.mean(r.accuracy)) for c, r in res.items()}
             best = max(others, key=lambda c: mean[c])
@@ -148,6 +153,10 @@ def compare_frame(target, column, others, evaluation="paper", scale="cpu", recor
                            lo=round(lo, 2), hi=round(hi, 2), half_width=round((hi - lo) / 2, 2),
                            n_seeds=len(_common(res[column], res[best])), paired=paired,
                            verdict=S.verdict(lo, hi, margin, direction))
+                # a verdict needs every seed of the scale in every column: before that the
+                # row's numbers are shown as provisional and the row waits
+                if not all(want[c] <= set(r.seeds) for c, r in res.items()):
+                    row.update(verdict=NOT_YET_RUN, provisional=True)
         out.append(row)
     return pd.DataFrame(out)
 
@@ -194,8 +203,15 @@ def _compare(target, column, others, label, rule, what="", target_width=False, p
         frame = compare_frame(target_, column, others, evaluation, scale, records, parts=parts)
         done = frame[frame["verdict"] != NOT_YET_RUN]
         if len(done) < len(frame) or frame.empty:
-            return _result(NOT_YET_RUN, f"{len(done)} of {len(frame)} rows have a number for "
-                                        f"{label} and every other column ({what or ', '.join(others)})")
+            text = (f"{len(done)} of {len(frame)} rows have a number for {label} and every other "
+                    f"column ({what or ', '.join(others)}) at every seed the scale trains it with")
+            prov = frame[frame["provisional"]] if "provisional" in frame else frame.iloc[:0]
+            if len(prov):
+                text += ("; provisional, on the seeds recorded so far (no verdict): " + "; ".join(
+                    f"{r['label']}: {r['estimate']:+.1f} [{r['lo']:+.1f}, {r['hi']:+.1f}] vs "
+                    f"{r['best_other']} ({r['n_seeds']} seed{'s' if r['n_seeds'] > 1 else ''})"
+                    for r in prov.to_dict("records")))
+            return _result(NOT_YET_RUN, text)
         verdict = S.combine_verdicts(done["verdict"], rule)
         d, lo, hi = _mean_over_rows(target_, column, frame, scale, records)
         counts = {v: int((done["verdict"] == v).sum()) for v in (REPRODUCED, INCONCLUSIVE, NOT_REPRODUCED)}
