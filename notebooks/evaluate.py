@@ -127,8 +127,8 @@ else:
 dataset = train_config["dataset"]
 x_all, y_all = data.load(dataset, "test", root=train_config.get("data_root"))
 n = len(x_all) if settings["n_test"] is None else min(int(settings["n_test"]), len(x_all))
-# a stratified-looking subset: every k-th point of the test split (mnist5k's split is sorted by class)
-idx = torch.linspace(0, len(x_all) - 1, n).round().long()
+# n evenly spaced points of the test split (mnist5k's split is sorted by class)
+idx = E.spread_indices(len(x_all), n)
 x, y = x_all[idx], y_all[idx]
 clean = E.member_accuracies(ensemble, x, y)
 {"run": run_path.name, "method": train_config["method"], "members": ensemble.num_members,
@@ -202,7 +202,7 @@ if suite in ("all", "whitebox"):
 if suite in ("all", "whitebox") and cw_check_points:
     k = min(int(cw_check_points), n)
     cw_c = max(r["value"] for r in presets.preset(dataset, "whitebox") if r["attack"] == "cw")
-    sub = E.cw_subset(n, k)  # evenly spaced, as the CW rows' own points when cw_n_test = k
+    sub = E.spread_indices(n, k)  # evenly spaced, as the CW rows' own points when cw_n_test = k
     same = [r for r in metrics["rows"] if r.get("attack") == "cw" and r.get("value") == cw_c
             and len(r.get("correct", "")) == k and (settings.get("cw_n_test") or n) == k]
     cw_check = E.cw_convergence(ensemble, x[sub], y[sub], c=cw_c, steps=int(settings["cw_steps"]),

@@ -240,8 +240,12 @@ def test_cw_rows_on_an_evenly_spaced_subset(ens, pts):
     m = E.evaluate_suite(ens, x, y, "whitebox", rows, {"cw_steps": 20, "cw_n_test": 7}, progress=False)
     assert [r["key"] for r in m["rows"]] == ["pgd10/eps=0.1", "cw/c=10"]
     assert len(m["rows"][0]["correct"]) == 30 and len(m["rows"][1]["correct"]) == 7
-    sub = E.cw_subset(30, 7)
+    sub = E.spread_indices(30, 7)
     assert sub.tolist() == [0, 5, 10, 14, 19, 24, 29]
+    assert E.spread_indices(30, 30).tolist() == list(range(30)) and E.spread_indices(30, 1).tolist() == [0]
+    for n, k in ((30, 31), (30, 0), (30, 2.0), (True, 1)):
+        with pytest.raises(ValueError, match="spread_indices: need integers 1 <= k <= n"):
+            E.spread_indices(n, k)
     direct = E.robust_accuracy(ens, x[sub], y[sub], "cw", c=10.0, steps=20, kappa=0.1, lr=0.01,
                                binary_search_steps=1, stop_on_success=True, progress=False)
     assert direct["correct"] == m["rows"][1]["correct"]
@@ -273,6 +277,13 @@ def test_smoothness_suite_rows(ens, pts):
     assert again["rows"][1]["values"] == r1["values"]
     with pytest.raises(ValueError, match="positive finite radius"):
         E.evaluate_suite(ens, x, y, "smoothness", [dict(attack="smoothness", param="r", value=0.0)])
+    # a given clean gradient is used as given (a wrong one changes the values) and checked for shape
+    g = torch.zeros_like(x)
+    off = local_smoothness(ens.member(0), x, y, radius=1.0, n_dirs=4, clean_gradient=g,
+                           generator=torch.Generator().manual_seed(3 * 1000 + 1))
+    assert not torch.allclose(off.float(), member0.float(), rtol=1e-2)
+    with pytest.raises(ValueError, match="clean_gradient has shape"):
+        local_smoothness(ens.member(0), x, y, radius=1.0, clean_gradient=g[:3])
 
 
 # ------------------------------------------------------------------------------ audit

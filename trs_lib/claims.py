@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import grid as G
+from .attacks import presets as _presets
 from . import paper_numbers as P
 from . import results as R
 from . import stats as S
@@ -355,7 +356,7 @@ def _ila(scale, records, evaluation):
                    + " (unpaired: ILA records hold accuracies only)", d, lo, hi)
 
 
-SMOOTHNESS_RADIUS = 1.0
+SMOOTHNESS_RADIUS = _presets.SMOOTHNESS_CLAIM_RADIUS
 
 
 def _smoothness(scale, records, evaluation):

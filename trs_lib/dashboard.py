@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 from . import grid
-from . import paper_numbers as P
 from . import results as R
 
 __all__ = ["claims", "theory_findings", "commands", "render", "write", "badge", "VERDICT_CLASS"]

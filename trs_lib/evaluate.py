@@ -76,12 +76,12 @@ import time  # noqa: E402
 from .attacks import presets as _presets  # noqa: E402
 
 __all__ += ["run_batched", "attack_batched", "robust_accuracy", "transfer_matrix", "ila_table",
-            "ila_layer_sweep", "cw_convergence", "cw_subset", "whitebox_table", "worst_case_table", "worst_case",
+            "ila_layer_sweep", "cw_convergence", "spread_indices", "whitebox_table", "worst_case_table", "worst_case",
             "evaluate_suite", "smoothness_table", "SUITES", "WORST_CASE_EPS", "SMOOTHNESS_RADII"]
 
 SUITES = ("whitebox", "audit", "transfer", "ila", "worst_case", "smoothness")
-#: radii (L2, pixel units) of the ``smoothness`` suite's rows; the claim is judged at 1.0
-SMOOTHNESS_RADII = (0.25, 1.0, 4.0)
+#: radii (L2, pixel units) of the ``smoothness`` suite's rows (:mod:`trs_lib.attacks.presets`)
+SMOOTHNESS_RADII = _presets.SMOOTHNESS_RADII
 
 #: default budgets of the worst-case suites per paper data set when no rows are given (L-inf: the
 #: whitebox presets' budgets; L2: the usual MNIST / CIFAR-10 L2 budgets of RobustBench-style work).
@@ -195,9 +195,14 @@ def ila_layer_sweep(ensemble, x: torch.Tensor, y: torch.Tensor, *, eps: float, l
     return out
 
 
-def cw_subset(n: int, k: int) -> torch.Tensor:
-    """Indices of ``k`` evenly spaced points among ``n`` (first and last included): the CW rows'
-    points when the scale runs CW on fewer points (test splits may be sorted by class)."""
+def spread_indices(n: int, k: int) -> torch.Tensor:
+    """Indices of ``k`` evenly spaced points among ``n`` (first and last included; ``k <= n``):
+    the test points of every evaluation (``notebooks/evaluate``, :func:`trs_lib.zoo.eval_points`)
+    and the CW rows' points when the scale runs CW on fewer (``mnist5k``'s test split is sorted
+    by class, so the first ``k`` would miss classes)."""
+    if isinstance(n, bool) or not isinstance(n, int) or isinstance(k, bool) or not isinstance(k, int) \
+            or not 1 <= k <= n:
+        raise ValueError(f"spread_indices: need integers 1 <= k <= n, got n={n!r}, k={k!r}")
     return torch.linspace(0, n - 1, k).round().long()
 
 
@@ -266,6 +271,16 @@ def worst_case_table(model, x: torch.Tensor, y: torch.Tensor, budgets, *, suite:
     return out
 
 
+def _check_row_values(rows, param: str, hi: float, what: str) -> None:
+    """Raise ``ValueError(what ...)`` naming the rows whose ``param`` is not ``param`` or whose
+    ``value`` is not a finite number in ``(0, hi]``."""
+    bad = [r for r in rows if r.get("param", param) != param or isinstance(r.get("value"), bool)
+           or not isinstance(r.get("value"), (int, float)) or not math.isfinite(r["value"])
+           or not 0 < r["value"] <= hi]
+    if bad:
+        raise ValueError(f"{what} (param {param!r}, value in (0, {hi:g}]), got {bad}")
+
+
 def smoothness_table(ensemble, x: torch.Tensor, y: torch.Tensor, radii=SMOOTHNESS_RADII, *,
                      n_dirs: int = 4, seed: int = 0, batch_size: int = 256) -> list:
     """The members' local smoothness (:func:`trs_lib.theory.estimators.local_smoothness`, the
@@ -273,17 +288,22 @@ def smoothness_table(ensemble, x: torch.Tensor, y: torch.Tensor, radii=SMOOTHNES
     ``smoothness/r=<radius>``, with ``values`` (per point, the mean over members), ``mean``,
     ``member_means`` and ``member_values`` (per member, per point). Lower is smoother (Sec. 3's
     premise: TRS members are smoother than vanilla ones)."""
-    from .theory.estimators import local_smoothness
-    out = []
-    for k, r in enumerate(radii):
-        per_member = []
-        for i in range(ensemble.num_members):
-            m = ensemble.member(i)
+    from .theory.estimators import input_gradient, local_smoothness
+    per_radius = [[] for _ in radii]
+    for i in range(ensemble.num_members):
+        m = ensemble.member(i)
+        dev = device_of(m)
+        # the clean gradient once per member, shared by every radius
+        g0, _ = run_batched(lambda a, b: input_gradient(m, x[a:b].to(dev), y[a:b].to(dev))[1], len(x), batch_size)
+        g0 = torch.cat(g0)
+        for k, r in enumerate(radii):
             gen = torch.Generator().manual_seed(seed * 1000 + k)  # the same directions for every member
             vals, _ = run_batched(lambda a, b: local_smoothness(
-                m, x[a:b].to(device_of(m)), y[a:b].to(device_of(m)), radius=float(r), n_dirs=n_dirs,
-                generator=gen).cpu(), len(x), batch_size)
-            per_member.append(torch.cat(vals))
+                m, x[a:b].to(dev), y[a:b].to(dev), radius=float(r), n_dirs=n_dirs, generator=gen,
+                clean_gradient=g0[a:b]).cpu(), len(x), batch_size)
+            per_radius[k].append(torch.cat(vals))
+    out = []
+    for r, per_member in zip(radii, per_radius):
         stack = torch.stack(per_member)
         out.append({"key": f"smoothness/r={float(r):g}", "attack": "smoothness", "param": "r",
                     "value": float(r), "steps": None, "n_dirs": n_dirs,
@@ -324,7 +344,7 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
 
     ``rows`` default to the presets of ``dataset``; ``settings`` keys: ``n_test`` (used by the
     caller), ``seed``, ``restarts``, ``cw_steps``, ``cw_n_test`` (CW rows on that many evenly
-    spaced points, :func:`cw_subset`; their rows say ``n_test``), ``audit_steps``, ``transfer_steps``,
+    spaced points, :func:`spread_indices`; their rows say ``n_test``), ``audit_steps``, ``transfer_steps``,
     ``batch_size``, ``audit_more_steps``, ``audit_more_restarts``, ``audit_strong_steps``. ``surrogate``: an independently
     trained ensemble for the audit's transfer check (skipped without one). Returns metrics with ``rows`` (each with ``key`` and ``accuracy`` or
     ``matrix`` / ``accuracy_by_model``), ``clean_accuracy`` and ``member_clean_accuracy``.
@@ -353,19 +373,11 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
         else:
             rows = _presets.preset(dataset, suite)
     rows = [dict(r) for r in rows]
-    if suite == "smoothness":
-        bad = [r for r in rows if isinstance(r.get("value"), bool) or not isinstance(r.get("value"), (int, float))
-               or not math.isfinite(r["value"]) or r["value"] <= 0]
-        if bad:
-            raise ValueError(f"smoothness rows need a positive finite radius 'value', got {bad}")
-    if suite == "worst_case":  # budgets checked before any work
+    if suite == "smoothness":  # radii and budgets checked before any work
+        _check_row_values(rows, "r", math.inf, "smoothness rows need a positive finite radius")
+    if suite == "worst_case":
         hi = 1.0 if wc_suite == "linf" else 1e3
-        bad = [r for r in rows if r.get("param", "eps") != "eps" or isinstance(r.get("value"), bool)
-               or not isinstance(r.get("value"), (int, float)) or not math.isfinite(r["value"])
-               or not 0 < r["value"] <= hi]
-        if bad:
-            raise ValueError(f"worst_case rows need param 'eps' and a budget in (0, {hi:g}] for suite "
-                             f"{wc_suite!r}, got {bad}")
+        _check_row_values(rows, "eps", hi, f"worst_case rows need a budget in (0, {hi:g}] for suite {wc_suite!r}")
     clean = member_accuracies(ensemble, x, y)
     metrics = {"suite": suite, "n_test": len(x), "clean_accuracy": clean["ensemble"],
                "member_clean_accuracy": clean["members"], "rows": []}
@@ -382,7 +394,7 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
             if not 1 <= cw_n <= len(x):
                 raise ValueError(f"cw_n_test={cw_n!r} is outside the allowed range [1, {len(x)}] "
                                  f"(the points of this evaluation)")
-            sub = cw_subset(len(x), cw_n)
+            sub = spread_indices(len(x), cw_n)
             is_cw = [r["attack"] == "cw" for r in rows]
             other = iter(whitebox_table(ensemble, x, y, [r for r, c in zip(rows, is_cw) if not c], **kw))
             cw_rows = iter(whitebox_table(ensemble, x[sub], y[sub], [r for r, c in zip(rows, is_cw) if c], **kw))

@@ -36,10 +36,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 from . import paper_numbers as P
+from .attacks import presets as _presets
 from .recipes import TrainConfig, config_hash, make_config
 
 __all__ = ["Scale", "SCALES", "COLUMNS", "EXTRA_COLUMNS", "table_columns", "SUITES", "TrainCell", "EvalCell", "WorstCaseRow",
@@ -274,9 +275,8 @@ class EvalCell:
 
 
 SUITES = ("whitebox", "worst_case", "audit", "transfer", "ila", "smoothness")
-# The rows of a "smoothness" cell: L2 radii of trs_lib.theory.local_smoothness (the claim is
-# judged at r = 1; trs_lib.evaluate.SMOOTHNESS_RADII).
-SMOOTHNESS_ROWS = tuple(P.Row("smoothness", "r", r) for r in (0.25, 1.0, 4.0))
+# The rows of a "smoothness" cell: the L2 radii of trs_lib.theory.local_smoothness.
+SMOOTHNESS_ROWS = tuple(P.Row("smoothness", "r", r) for r in _presets.SMOOTHNESS_RADII)
 
 
 def train_cell(column: str, dataset: str, scale_="cpu", seed: int = 0) -> TrainCell:

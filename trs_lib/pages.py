@@ -60,36 +60,13 @@ def _records(records, root=None):
     return R.load_records(root) if records is None else records
 
 
-def _interval(acc_pct, n):
-    """Wilson 95% interval (percent) of an accuracy measured on ``n`` points (C1's ci95)."""
-    from .stats import wilson_interval
-    if acc_pct is None or acc_pct != acc_pct or not n:
-        return None, None
-    lo, hi = wilson_interval(round(acc_pct / 100 * n), n)
-    return round(100 * lo, 2), round(100 * hi, 2)
-
-
-def _n_points(frame_row, records) -> int | None:
-    """Test points behind a cell, read from the scale column of ``table_frame``."""
-    m = re.search(r"(\d+) test points", str(frame_row.get("scale", "")))
-    return int(m.group(1)) if m else None
-
-
 def cells(table_id, scale="cpu", records=None, root=None):
     """The cells of Table ``table_id`` in the long layout of contract C4, plus ``label``
-    (the column as the paper prints it, readable), ``attack_label`` and ``para``.
-
-    Uses ``trs_lib.results.cells_frame`` when the results store offers it; until then the
-    frame is adapted from ``table_frame`` (``worst_case`` = the adaptive audit's APGD worst case,
-    intervals = Wilson intervals over the test points, one seed).
+    (the column as the paper prints it, readable), ``attack_label`` and ``para``; the cells
+    are :func:`trs_lib.results.cells_frame`'s.
     """
-    import pandas as pd
     tab = P.table(table_id)
-    records = _records(records, root)
-    if hasattr(R, "cells_frame"):
-        frame = R.cells_frame(tab.id, scale=scale, records=records)
-    else:
-        frame = _from_table_frame(tab, scale, records)
+    frame = R.cells_frame(tab.id, scale=scale, records=_records(records, root))
     rows = {r.key: r for r in tab.rows}
     labels = dict(zip(tab.columns, tab.column_labels))
     frame = frame.copy()
@@ -99,28 +76,6 @@ def cells(table_id, scale="cpu", records=None, root=None):
     if tab.id == "6":
         frame["attack_label"] = [f"{rows[k].dataset}: ILA" if k in rows else k for k in frame["row"]]
     return frame.reset_index(drop=True)
-
-
-def _from_table_frame(tab, scale, records):
-    import pandas as pd
-    old = R.table_frame(tab.id, scale, records)
-    rows = {r.key: r for r in tab.rows}
-    out = []
-    for rec in old.to_dict("records"):
-        row = rows[rec["row"]]
-        n = _n_points(rec, records)
-        base = dict(table=tab.id, row=rec["row"], attack=row.attack, param=row.param,
-                    value=row.value, column=rec["column"], paper=rec["paper"], n_seeds=1,
-                    n_points=n, dirty=False)
-        for evaluation, key in (("paper", "ours"), ("worst_case", "audit")):
-            if evaluation == "worst_case" and not rec.get("audited"):
-                continue
-            ours = rec[key]
-            ours = None if ours is None or ours != ours else ours
-            lo, hi = _interval(ours, n)
-            out.append(dict(base, evaluation=evaluation, ours=ours, lo=lo, hi=hi,
-                            n_seeds=1 if ours is not None else 0))
-    return pd.DataFrame(out)
 
 
 def _fmt(v, digits=1):

@@ -23,6 +23,7 @@ with ``afterok``; jobs already pending or running are not submitted twice):
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import sys
 import time
@@ -47,24 +48,18 @@ def run_dir(train_cell) -> Path:
     return runs_dir() / train_cell.name
 
 
-def _rel(path: Path) -> str:
-    """``path`` relative to the project root when inside it (the notebooks run there), so
-    that records hold no machine-specific paths; else absolute."""
-    return display_path(path)
-
-
 def train_parameters(cell, device="auto") -> dict:
     """papermill parameters of ``notebooks/train_trs.ipynb`` for a training cell."""
-    return {**cell.parameters(), "device": device, "out_dir": _rel(run_dir(cell)),
+    return {**cell.parameters(), "device": device, "out_dir": display_path(run_dir(cell)),
             "compare_vanilla": False}
 
 
 def eval_parameters(cell, out_json: Path, device="auto") -> dict:
     """papermill parameters of ``notebooks/evaluate.ipynb`` for an evaluation cell."""
     spec = cell.spec()
-    return {"run_dir": _rel(run_dir(cell.train)), "suite": cell.suite, "rows": spec["rows"],
+    return {"run_dir": display_path(run_dir(cell.train)), "suite": cell.suite, "rows": spec["rows"],
             "settings": {k: v for k, v in spec.items() if k not in ("suite", "train", "rows")},
-            "device": device, "out_json": _rel(out_json)}
+            "device": device, "out_json": display_path(out_json)}
 
 
 # ---------------------------------------------------------------------- running a notebook
@@ -358,10 +353,7 @@ def main(argv=None) -> int:
                 X.check_cluster(settings)
         except X.ExecutorError as err:
             ap.error(str(err))
-    runner = None
-    if args.stream:
-        def runner(nb, out, params, cwd):
-            papermill_runner(nb, out, params, cwd, stream=True)
+    runner = functools.partial(papermill_runner, stream=True) if args.stream else None
     from .results import DirtyTreeError
     try:
         summary = reproduce(targets, args.scale, device=args.device, dry_run=args.dry_run,

@@ -91,11 +91,11 @@ def load(column: str, seed: int = 0, root=None, device="cpu"):
 def eval_points(dataset: str, n: int | None, root=None):
     """The test points an evaluation attacks: ``n`` points spread evenly over the test split
     (``notebooks/evaluate``'s choice; all of them when ``n`` is None or the split's size)."""
-    import torch
     from . import data
+    from .evaluate import spread_indices
     x, y = data.load(dataset, "test", root=root)
     n = len(x) if n is None else min(int(n), len(x))
-    idx = torch.linspace(0, len(x) - 1, n).round().long()
+    idx = spread_indices(len(x), n)
     return x[idx], y[idx]
 
 

@@ -18,8 +18,8 @@ into the keyword arguments of the attack function.
 """
 from __future__ import annotations
 
-__all__ = ["DEFAULTS", "PRESETS", "CONVENTIONS", "paper_dataset", "preset", "attack_kwargs",
-           "row_key"]
+__all__ = ["DEFAULTS", "PRESETS", "CONVENTIONS", "SMOOTHNESS_RADII", "SMOOTHNESS_CLAIM_RADIUS",
+           "paper_dataset", "preset", "attack_kwargs", "row_key"]
 
 #: keyword defaults per attack used by every table (the paper's conventions, see module doc).
 DEFAULTS: dict[str, dict] = {
@@ -34,6 +34,11 @@ DEFAULTS: dict[str, dict] = {
     "apgd_ce": {"steps": 100},
     "apgd_dlr": {"steps": 100},
 }
+
+#: L2 radii of the "smoothness" suite (:func:`trs_lib.theory.estimators.local_smoothness`): the
+#: rows of every smoothness cell; the smoothness claim is judged at :data:`SMOOTHNESS_CLAIM_RADIUS`.
+SMOOTHNESS_RADII = (0.25, 1.0, 4.0)
+SMOOTHNESS_CLAIM_RADIUS = 1.0
 
 #: the budget keyword of each attack (``eps`` for L-inf, ``c`` for CW/EAD, ``gamma`` for JSMA).
 BUDGET = {"fgsm": "eps", "bim": "eps", "pgd": "eps", "mim": "eps", "cw": "c", "ead": "c",

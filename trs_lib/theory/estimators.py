@@ -170,7 +170,8 @@ def estimate_smoothness(model, x: torch.Tensor, labels, *, x_adv: torch.Tensor |
 
 
 def local_smoothness(model, x: torch.Tensor, labels: torch.Tensor, *, radius: float = 1.0,
-                     n_dirs: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+                     n_dirs: int = 4, generator: torch.Generator | None = None,
+                     clean_gradient: torch.Tensor | None = None) -> torch.Tensor:
     """Per point, the gradient's rate of change at L2 distance ``radius`` (Definition 6 at a
     finite scale): ``max_u ||grad l(x + radius u, y) - grad l(x, y)||_2 / radius`` over
     ``n_dirs`` random unit directions ``u``, for the cross-entropy ``l`` at ``labels``.
@@ -180,7 +181,8 @@ def local_smoothness(model, x: torch.Tensor, labels: torch.Tensor, *, radius: fl
     at a point misses the kinks (:func:`estimate_smoothness`). At a finite radius the ratio is
     finite, counts the kinks crossed, and is at most ``beta`` for a twice differentiable
     network (mean value theorem): a lower estimate of it per point. Inputs are not clipped to
-    the data range (``beta`` is a property of the function). Returns a tensor (N,).
+    the data range (``beta`` is a property of the function). ``clean_gradient``: ``grad l(x, y)``
+    when already computed (several radii at the same points). Returns a tensor (N,).
     """
     if not (isinstance(radius, (int, float)) and not isinstance(radius, bool) and radius > 0
             and radius == radius and radius != float("inf")):
@@ -188,7 +190,13 @@ def local_smoothness(model, x: torch.Tensor, labels: torch.Tensor, *, radius: fl
     if not isinstance(n_dirs, int) or isinstance(n_dirs, bool) or n_dirs < 1:
         raise ValueError(f"local_smoothness: n_dirs={n_dirs!r} must be a positive integer")
     x = x.detach()
-    _, g0 = input_gradient(model, x, labels)
+    if clean_gradient is None:
+        _, g0 = input_gradient(model, x, labels)
+    elif clean_gradient.shape != x.shape:
+        raise ValueError(f"local_smoothness: clean_gradient has shape {tuple(clean_gradient.shape)}, "
+                         f"x has {tuple(x.shape)}; they must match")
+    else:
+        g0 = clean_gradient.detach().to(x.device, x.dtype)
     gdev = generator.device if generator is not None else torch.device("cpu")
     best = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
     for _ in range(n_dirs):
