@@ -104,6 +104,32 @@ def test_headline_differences_report_half_widths():
     f = C.headline_differences("cpu", records=_records(accs, n=1000, shared=False))
     assert len(f) == 10 and f["meets_target"].all() and (f["half_width"] < 6).all()
     assert (f["n_seeds"] == 3).all() and f["paired"].all()
+    assert (f["why"] == "").all() and (f["point_half_width"] > 0).all()
+
+
+def test_headline_table_shows_both_evaluations_with_the_claims_numbers():
+    from trs_lib import pages
+    accs = {c: 0.5 for c in T1} | {"trs": 0.7}
+    recs = _records(accs, n=1000, shared=False)
+    t = pages.headline_table("cpu", recs)
+    assert set(t.index.get_level_values(0)) == {"the paper's attack", "worst case"}
+    f = C.headline_differences("cpu", records=recs)
+    paper = t.loc["the paper's attack"]
+    assert len(paper) == len(f)
+    for (_, row), r in zip(paper.iterrows(), f.to_dict("records")):
+        assert row["TRS − best other [95%]"] == f"{r['estimate']:+.1f} [{r['lo']:+.1f}, {r['hi']:+.1f}]"
+        assert row["verdict"] == C.REPRODUCED and row["why wider than the target"] == ""
+    # without records: every row says so
+    empty = pages.headline_table("cpu", {})
+    assert (empty["TRS − best other [95%]"] == "not run").all()
+
+
+def test_width_reason_names_the_wider_source():
+    row = dict(half_width=9.0, seed_half_width=8.5, point_half_width=2.0, n_seeds=3)
+    assert C.width_reason(row).startswith("the seeds disagree")
+    assert C.width_reason(dict(row, seed_half_width=1.0, point_half_width=8.0)).startswith("the test points")
+    assert C.width_reason(dict(row, half_width=5.0)) == ""
+    assert "unpaired" in C.width_reason(dict(row, seed_half_width=None))
 
 
 def test_benign_uses_the_one_point_margin():

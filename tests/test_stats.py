@@ -45,6 +45,25 @@ def test_seed_spread_widens_the_interval():
     assert w_dis > 3 * w_agree
 
 
+def test_interval_sources_name_the_noise_that_widens():
+    """Seeds that disagree give a wide seeds-only and a narrow points-only half-width; the same
+    points' noise without seed disagreement the reverse; the crossed interval is about their
+    quadrature sum; one seed has no seed part."""
+    rng = np.random.default_rng(1)
+    base = rng.random(1000) < 0.5
+    seedy = np.stack([base | (rng.random(1000) < q) for q in (0.0, 0.3, 0.6)]).astype(float)
+    src = S.interval_sources(seedy)
+    assert src["seeds"] > 3 * src["points"] > 0
+    flat = np.stack([rng.random(200) < 0.5 for _ in range(3)]).astype(float)
+    flat[1:] = flat[0]   # identical seeds: only the points vary
+    src2 = S.interval_sources(flat)
+    assert src2["seeds"] == 0.0 and src2["points"] > 0.05
+    _, lo, hi = S.bootstrap_mean(seedy)
+    both = (src["seeds"] ** 2 + src["points"] ** 2) ** 0.5
+    assert 0.6 * both < (hi - lo) / 2 < 1.4 * both
+    assert S.interval_sources(seedy[:1])["seeds"] == 0.0
+
+
 def test_one_seed_interval_is_close_to_wilson():
     row = _table(0.6, 1, 1000)
     m, lo, hi = S.bootstrap_mean(row)

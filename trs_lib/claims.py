@@ -50,18 +50,15 @@ from . import paper_numbers as P
 from . import results as R
 from . import stats as S
 
-__all__ = ["Claim", "CLAIMS", "check_claims", "compare_frame", "headline_differences",
+__all__ = ["Claim", "CLAIMS", "check_claims", "compare_frame", "headline_differences", "width_reason",
            "MARGIN", "BENIGN_MARGIN", "HALF_WIDTH_TARGET", "REPRODUCED", "NOT_REPRODUCED",
-           "INCONCLUSIVE", "NOT_YET_RUN", "TOLERANCE"]
+           "INCONCLUSIVE", "NOT_YET_RUN"]
 
 MARGIN = 0.0             # points: the margin of every "better than" claim
 BENIGN_MARGIN = 1.0      # points: "about as accurate" on benign inputs
 HALF_WIDTH_TARGET = 6.0  # points: issue 16's target for Table 1's headline differences
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = S.REPRODUCED, S.NOT_REPRODUCED, S.INCONCLUSIVE
 NOT_YET_RUN = "not yet run at this scale"
-# Only for highlighting "best within noise" in the paper-vs-ours tables (trs_lib.plots); no
-# verdict uses it.
-TOLERANCE = 3.0
 
 
 @dataclass(frozen=True)
@@ -124,7 +121,9 @@ def compare_frame(target, column, others, evaluation="paper", scale="cpu", recor
     95% interval in points, the row's verdict, and how the interval was computed.
 
     Columns: ``row``, ``label``, ``best_other``, ``ours``, ``other``, ``estimate``, ``lo``,
-    ``hi``, ``half_width``, ``n_seeds``, ``paired``, ``verdict`` (``not yet run at this scale``
+    ``hi``, ``half_width``, ``seed_half_width`` and ``point_half_width`` (the half-widths with
+    only the seeds or only the points resampled, :func:`trs_lib.stats.interval_sources`; None
+    when unpaired), ``n_seeds``, ``paired``, ``verdict`` (``not yet run at this scale``
     when a number is missing, or when a column lacks one of the scale's seeds: then
     ``provisional`` is True and the numbers are those of the seeds recorded so far). ``parts``
     keeps only rows of those evaluation parts.
@@ -141,14 +140,19 @@ def compare_frame(target, column, others, evaluation="paper", scale="cpu", recor
             continue
         res = {c: R.row_results(target, c, part, key, scale, records, cells) for c in (column, *others)}
         row = dict(row=key, label=label, best_other=None, ours=None, other=None, estimate=None,
-                   lo=None, hi=None, half_width=None, n_seeds=0, paired=False, verdict=NOT_YET_RUN,
+                   lo=None, hi=None, half_width=None, seed_half_width=None, point_half_width=None,
+                   n_seeds=0, paired=False, verdict=NOT_YET_RUN,
                    provisional=False)
         if all(r.seeds for r in res.values()):
             mean = {c: float(np.mean(r.accuracy)) for c, r in res.items()}
             best = max(others, key=lambda c: mean[c])
             diff = _difference(res[column], res[best])
             if diff is not None:
-                d, lo, hi, paired, _ = diff
+                d, lo, hi, paired, arr = diff
+                if arr is not None:
+                    src = S.interval_sources(arr)
+                    row.update(seed_half_width=round(100 * src["seeds"], 2),
+                               point_half_width=round(100 * src["points"], 2))
                 row.update(best_other=best, ours=round(100 * mean[column], 2),
                            other=round(100 * mean[best], 2), estimate=round(d, 2),
                            lo=round(lo, 2), hi=round(hi, 2), half_width=round((hi - lo) / 2, 2),
@@ -165,12 +169,32 @@ def compare_frame(target, column, others, evaluation="paper", scale="cpu", recor
 def headline_differences(scale="cpu", evaluation="paper", records=None, root=None):
     """Table 1's headline differences (TRS minus the best other column of the paper's Table 1,
     per row) with their intervals: issue 16's target is a half-width of at most
-    :data:`HALF_WIDTH_TARGET` points."""
+    :data:`HALF_WIDTH_TARGET` points. ``meets_target`` says whether a row meets it and ``why``
+    what makes a wider interval wide (:func:`width_reason`)."""
     others = tuple(c for c in P.table(1).columns if c != "trs")
     frame = compare_frame("1", "trs", others, evaluation, scale, records, root)
     frame["meets_target"] = [None if h is None or h != h else bool(h <= HALF_WIDTH_TARGET)
                              for h in frame["half_width"]]
+    frame["why"] = [width_reason(r) for r in frame.to_dict("records")]
     return frame
+
+
+def width_reason(row: dict) -> str:
+    """Why a row of :func:`compare_frame` misses the half-width target ('' when it meets it or
+    has no interval): the source whose bootstrap alone is wider (seeds: the training runs
+    disagree, so more seeds would narrow it; points: more test points would)."""
+    h = row.get("half_width")
+    if h is None or h != h or h <= HALF_WIDTH_TARGET:
+        return ""
+    hs, hp = row.get("seed_half_width"), row.get("point_half_width")
+    if hs is None or hp is None or hs != hs or hp != hp:
+        return "unpaired records (no per-point results): the interval is a normal approximation"
+    n = row.get("n_seeds")
+    if hs >= hp:
+        return (f"the seeds disagree: seeds alone give ±{hs:.1f}, points alone ±{hp:.1f}; "
+                f"with {n} seeds the training run, not the test set, sets the width")
+    return (f"the test points: points alone give ±{hp:.1f}, seeds alone ±{hs:.1f}; "
+            "more test points would narrow it")
 
 
 def _mean_over_rows(target, column, frame, scale, records):
@@ -226,7 +250,8 @@ def _compare(target, column, others, label, rule, what="", target_width=False, p
             wide = done[done["half_width"] > HALF_WIDTH_TARGET]
             text += (f"; largest half-width {done['half_width'].max():.1f} points (target <= "
                      f"{HALF_WIDTH_TARGET:g}: " + ("met" if wide.empty else
-                     f"not met at {', '.join(wide['label'])}") + ")")
+                     "not met at " + "; ".join(f"{r['label']}, {width_reason(r)}"
+                                               for r in wide.to_dict("records"))) + ")")
         rows = "; ".join(f"{r['label']}: {r['estimate']:+.1f} [{r['lo']:+.1f}, {r['hi']:+.1f}] "
                          f"vs {r['best_other']}" for r in done.to_dict("records"))
         return _result(verdict, f"{text}. Rows: {rows}", d, lo, hi)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 __all__ = ["plot_training_curves", "paper_layout", "side_by_side", "scale_table", "fmt_number",
-           "best_per_row", "transfer_heatmaps", "robustness_plot"]
+           "transfer_heatmaps", "robustness_plot"]
 
 
 def plot_training_curves(histories: dict, keys=("train_ce", "test_acc_ensemble", "test_mean_abs_cos"),
@@ -74,28 +74,6 @@ def side_by_side(frame, values=("paper", "ours", "diff", "audit")):
     out = pd.concat({(c, v): parts[v][c] for c in cols for v in values}, axis=1)
     out.columns.names = ["", ""]
     return out
-
-
-def best_per_row(frame):
-    """Per row: the best column in the paper and the best column in ours (ties within
-    ``tolerance`` points listed together); "not run" where a row misses some column."""
-    import pandas as pd
-    from .claims import TOLERANCE
-    out = {}
-    for (attack, para), g in frame.groupby(["attack", "para"], sort=False):
-        entry = {}
-        for value in ("paper", "ours"):
-            vals = dict(zip(g["label"], g[value]))
-            if any(v is None or v != v for v in vals.values()):
-                entry[f"best ({value})"] = "not run"
-                continue
-            top = max(vals.values())
-            tol = 0.0 if value == "paper" else TOLERANCE
-            entry[f"best ({value})"] = ", ".join(k for k, v in vals.items() if v >= top - tol)
-        out[(attack, para)] = entry
-    table = pd.DataFrame(out).T
-    table.index.names = ["attack", "para."]
-    return table
 
 
 def scale_table(frame):

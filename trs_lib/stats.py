@@ -18,6 +18,8 @@ The rliable way: every aggregate comes with an interval estimate.
 * :func:`unpaired_difference`: for records that carry only an accuracy and a point count
   (written before per-point results existed): a normal approximation that adds the
   binomial variance of each accuracy and the spread between seeds. Flagged as such.
+* :func:`interval_sources`: why an interval is wide: the half-widths of a seeds-only and a
+  points-only bootstrap of the same array (which noise more seeds or more points would cut).
 * :func:`verdict`: the rule that turns an interval and the claim's margin into
   ``reproduced`` / ``not reproduced`` / ``inconclusive`` (defined in ``trs_lib.claims``).
 
@@ -31,7 +33,7 @@ import math
 import numpy as np
 from scipy.stats import binomtest, bootstrap, norm
 
-__all__ = ["wilson_interval", "bootstrap_mean", "paired_difference", "unpaired_difference",
+__all__ = ["wilson_interval", "bootstrap_mean", "interval_sources", "paired_difference", "unpaired_difference",
            "unpaired_mean", "verdict", "combine_verdicts", "as_array", "N_BOOT",
            "REPRODUCED", "NOT_REPRODUCED", "INCONCLUSIVE"]
 
@@ -109,6 +111,30 @@ def bootstrap_mean(values, confidence: float = 0.95, n_boot: int = N_BOOT,
     draws = np.take_along_axis(cs @ arr, points, axis=1).mean(axis=1)
     lo, hi = np.quantile(draws, [alpha, 1 - alpha])
     return mean, float(lo), float(hi)
+
+
+def interval_sources(values, confidence: float = 0.95, n_boot: int = N_BOOT,
+                     seed: int = 0) -> dict:
+    """Where the width of :func:`bootstrap_mean`'s interval comes from, for a ``(seeds, points)``
+    array: ``{"seeds": h_s, "points": h_p}``, the half-widths (in the array's units) of the
+    percentile interval when only the seeds are resampled (the points held fixed) and when only
+    the points are (each draw's points shared by every seed). ``h_s`` is 0 with one seed. The
+    crossed bootstrap's half-width is roughly ``sqrt(h_s**2 + h_p**2)``."""
+    _check_confidence(confidence)
+    arr = as_array(values)
+    s, p = arr.shape
+    rng = np.random.default_rng(seed)
+    alpha = (1 - confidence) / 2
+
+    def half(draws):
+        lo, hi = np.quantile(draws, [alpha, 1 - alpha])
+        return float(hi - lo) / 2
+
+    cs = rng.multinomial(s, np.full(s, 1 / s), size=n_boot) / s         # seeds only
+    seeds = half((cs @ arr).mean(axis=1)) if s > 1 else 0.0
+    per_point = arr.mean(axis=0)                                        # points only
+    points = half(per_point[rng.integers(0, p, size=(n_boot, p))].mean(axis=1))
+    return {"seeds": seeds, "points": points}
 
 
 def paired_difference(a, b, **kw) -> tuple[float, float, float]:
