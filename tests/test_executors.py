@@ -177,6 +177,59 @@ def test_slurm_submission_dependencies_and_no_double_submission(fake_slurm):
     assert any(m.startswith("nothing submitted") for m in logs)
 
 
+def test_two_drivers_at_once_submit_each_cell_once(fake_slurm):
+    """Two drivers started together (threads, each with its own lock descriptor): the second
+    waits on the ledger's lock while the first is in a slow squeue, then finds the first's jobs
+    live and submits nothing; without the lock both would submit all four cells."""
+    import threading
+    import time
+    slurm, grid = fake_slurm
+    fake = FakeSlurm(Path(R.runs_dir()) / "slurm" / "jobs" / "%j")
+    slow_states = fake.states
+
+    def states(job_ids):
+        time.sleep(0.5)   # squeue takes a while
+        return slow_states(job_ids)
+    fake.states = states
+    slurm["it"] = fake
+    out, logs = [], []
+
+    def driver():
+        out.append(R.reproduce(cells=grid, executor="slurm", log=logs.append, progress=False))
+    threads = [threading.Thread(target=driver) for _ in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.1)
+    for t in threads:
+        t.join(30)
+    assert len(fake.submissions) == 4 and len({name for _, name, _ in fake.submissions}) == 4
+    assert sorted(len(s["submitted"]) for s in out) == [0, 4]
+    assert any("waiting for another driver" in m for m in logs)
+    ledger = json.loads((Path(R.runs_dir()) / "slurm" / "ledger.json").read_text())["jobs"]
+    assert set(ledger) == {c.name for c in grid}
+
+
+def test_ledger_lock_names_its_holder_and_is_freed_when_the_holder_dies(tmp_path):
+    ledger = tmp_path / "slurm" / "ledger.json"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from trs_lib import executors as X\n"
+        f"with X.ledger_lock({str(ledger)!r}, log=lambda m: None):\n"
+        "    print('locked', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(X.ExecutorError, match=rf"locked by another driver \(pid {holder.pid} on "):
+            with X.ledger_lock(ledger, timeout_s=0.3, poll_s=0.05, log=lambda m: None):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with X.ledger_lock(ledger, timeout_s=0.0, log=lambda m: None) as lock:  # the OS freed it
+        assert lock == ledger.with_suffix(".lock") and f"pid {__import__('os').getpid()}" in lock.read_text()
+    with pytest.raises(X.ExecutorError, match="timeout_s=-1 must be a number >= 0"):
+        with X.ledger_lock(ledger, timeout_s=-1):
+            pass
+
+
 def test_slurm_failed_job_is_reported_and_resubmitted_after_its_training(fake_slurm):
     slurm, grid = fake_slurm
     R.reproduce(cells=grid[:2], executor="slurm", log=lambda m: None, progress=False)

@@ -12,7 +12,9 @@ Idempotence on a cluster. Submitted jobs are kept in a ledger, ``runs/slurm/ledg
 name -> job id, log paths). Before submitting, the driver asks Slurm (``squeue``) for the state
 of every job in the ledger: a cell with a record is done and never submitted; a cell whose job is
 pending or running is left alone; a cell whose job ended without a record failed (its error and
-log path go to the summary) and is submitted again. A training preempted or stopped at its time
+log path go to the summary) and is submitted again. The read-ask-submit-save sequence holds a
+lock on ``runs/slurm/ledger.lock`` (:func:`ledger_lock`), so two drivers started together submit
+each cell once. A training preempted or stopped at its time
 limit is requeued by submitit (``checkpoint``), and resumes from its last epoch checkpoint under
 ``runs/``, as a rerun of the local driver does.
 
@@ -22,10 +24,13 @@ evaluations): the tests use it on machines without Slurm.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import getpass
 import os
 import re
+import socket
 import shutil
 import subprocess
 import time
@@ -36,7 +41,7 @@ from pathlib import Path
 from .atomic import CorruptFileError, atomic_write_json, read_json
 
 __all__ = ["EXECUTORS", "SlurmSettings", "parse_time", "check_mem", "parse_extra", "load_config",
-           "check_cluster", "CellJob", "Ledger", "submit", "LIVE_STATES", "ExecutorError"]
+           "check_cluster", "CellJob", "Ledger", "ledger_lock", "submit", "LIVE_STATES", "ExecutorError"]
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 # Slurm job states in which a job still holds its cell (it will run, runs, or is being requeued).
@@ -249,6 +254,44 @@ class Ledger:
         self.jobs[name] = entry
 
 
+@contextlib.contextmanager
+def ledger_lock(ledger_path, timeout_s: float = 600.0, poll_s: float = 1.0, log=print):
+    """Hold an exclusive lock on ``<ledger>.lock`` (``flock``) for a driver's read-ask-submit-save.
+
+    Without it two drivers started together (two tables in two shells, or a resubmission while a
+    slow ``squeue`` answers) would both find a cell without a live job, both submit it, and the
+    later save would drop the earlier driver's jobs from the ledger. The lock file names its
+    holder. The operating system releases the lock when its process ends, so a killed driver
+    leaves none behind. Raises :class:`ExecutorError` after ``timeout_s`` seconds of waiting.
+    """
+    if not (isinstance(timeout_s, (int, float)) and not isinstance(timeout_s, bool) and timeout_s >= 0):
+        raise ExecutorError(f"lock timeout_s={timeout_s!r} must be a number >= 0")
+    lock = Path(ledger_path).with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline, told = time.monotonic() + timeout_s, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "unknown"
+                if time.monotonic() >= deadline:
+                    raise ExecutorError(
+                        f"the Slurm ledger is locked by another driver ({holder}; lock file {lock}) "
+                        f"after waiting {timeout_s:g} s; let it finish submitting and rerun") from None
+                if not told:
+                    log(f"waiting for another driver to finish submitting ({holder}) ...")
+                    told = True
+                time.sleep(poll_s)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {_now()}".encode(), 0)
+        yield lock
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def _slurm_states(job_ids, run=subprocess.run) -> dict:
     """``{job id: state}`` for the given ids that Slurm still knows (``squeue`` shows pending,
     running and recently ended jobs; array tasks one per line)."""
@@ -348,8 +391,11 @@ def _backend(executor, folder, settings):
 
 
 def submit(todo, scale_name, executor="slurm", settings=None, root=None, device="auto",
-           runner=None, wait=False, poll_s=10.0, log=print) -> dict:
+           runner=None, wait=False, poll_s=10.0, log=print, lock_timeout_s=600.0) -> dict:
     """Submit the cells of ``todo`` (cells without a record) as jobs; returns the driver's summary.
+
+    Reading the ledger, asking Slurm and submitting happen under :func:`ledger_lock` (a second
+    driver started meanwhile waits up to ``lock_timeout_s``, then sees these jobs as live).
 
     ``{"submitted": {cell: job id}, "running": {cell: job id}, "ran": [...], "failed":
     {cell: "error; log: path"}, "skipped": [...], "logs": {cell: path}}``; ``ran`` and this
@@ -367,86 +413,95 @@ def submit(todo, scale_name, executor="slurm", settings=None, root=None, device=
     results_root = Path(root or results_dir()).resolve()
     runs_root = runs_dir().resolve()
     folder = runs_root / "slurm" / "jobs" / "%j"
-    ledger = Ledger(runs_root / "slurm" / "ledger.json")
-    backend = _backend(executor, folder, settings)
     summary = {"submitted": {}, "running": {}, "ran": [], "failed": {}, "skipped": [], "logs": {}}
-
-    # 1. what the ledger knows: jobs still live keep their cells; ended ones without a record failed
     todo = list(todo)
-    tracked = {c.name: ledger.get(c.name) for c in todo if ledger.get(c.name)}
-    states = backend.states([e["job_id"] for e in tracked.values()])
-    for c in todo:
-        entry = tracked.get(c.name)
-        if entry is None:
-            continue
-        state = states.get(entry["job_id"])
-        if state in LIVE_STATES:
-            summary["running"][c.name] = entry["job_id"]
-            log(f"  {state.lower():9s} {c.kind:5s} {c.name} (job {entry['job_id']}, log "
-                f"{entry['stdout']})")
-        elif not record_path(c, results_root).is_file():
-            err = job_error(entry)
-            log(f"  earlier job {entry['job_id']} of {c.name} ended without a record "
-                f"({state or 'no longer queued'}): {err}; log: {entry['stdout']}; submitting again")
-    to_submit = [c for c in todo if c.name not in summary["running"]]
-    if not to_submit:
+    ledger_path = runs_root / "slurm" / "ledger.json"
+
+    def submit_missing(ledger, backend) -> bool:
+        """Steps 1-3 (fills ``summary``); False when every missing cell already has a live job."""
+        # 1. what the ledger knows: jobs still live keep their cells; ended ones without a record failed
+        tracked = {c.name: ledger.get(c.name) for c in todo if ledger.get(c.name)}
+        states = backend.states([e["job_id"] for e in tracked.values()])
+        for c in todo:
+            entry = tracked.get(c.name)
+            if entry is None:
+                continue
+            state = states.get(entry["job_id"])
+            if state in LIVE_STATES:
+                summary["running"][c.name] = entry["job_id"]
+                log(f"  {state.lower():9s} {c.kind:5s} {c.name} (job {entry['job_id']}, log "
+                    f"{entry['stdout']})")
+            elif not record_path(c, results_root).is_file():
+                err = job_error(entry)
+                log(f"  earlier job {entry['job_id']} of {c.name} ended without a record "
+                    f"({state or 'no longer queued'}): {err}; log: {entry['stdout']}; submitting again")
+        to_submit = [c for c in todo if c.name not in summary["running"]]
+        if not to_submit:
+            return False
+
+        def call(c):
+            return (c, scale_name, device, str(project_root()), str(results_root), str(runs_root),
+                    runner)
+
+        def record(cells, jobs, kind, dependency=None):
+            for c, job in zip(cells, jobs):
+                entry = {"job_id": str(job.job_id), "kind": kind, "folder": str(folder),
+                         "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
+                         "notebook": str(notebook_path(c, results_root)), "submitted": _now(),
+                         "executor": executor, "after": dependency}
+                ledger.add(c.name, entry)
+                summary["submitted"][c.name] = entry["job_id"]
+                summary["logs"][c.name] = entry["stdout"]
+                dep = f", after job {dependency}" if dependency else ""
+                log(f"  submitted {kind:5s} {c.name} as job {job.job_id}{dep}\n"
+                    f"            log {entry['stdout']}\n            notebook {entry['notebook']}")
+            ledger.save()
+
+        # 2. the trainings: one array
+        trains = [c for c in to_submit if c.kind == "train"]
+        jobs_of = {}
+        if trains:
+            jobs = backend.submit("trs-train", [call(c) for c in trains])
+            record(trains, jobs, "train")
+            jobs_of.update({c.name: j for c, j in zip(trains, jobs)})
+
+        # 3. the evaluations: one array per training, after it (afterok)
+        groups = {}
+        for c in to_submit:
+            if c.kind != "eval":
+                continue
+            dep = None
+            if c.train.name in jobs_of:
+                dep = str(jobs_of[c.train.name].job_id)
+            elif c.train.name in summary["running"]:
+                dep = summary["running"][c.train.name]
+            groups.setdefault(dep, []).append(c)
+        for dep, cells in groups.items():
+            if dep is not None and not backend.dependencies:
+                _wait_for(backend, [dep], poll_s)
+                train = cells[0].train
+                if not record_path(train, results_root).is_file():
+                    summary["skipped"].extend(c.name for c in cells)
+                    log(f"  not submitted: {len(cells)} evaluation(s) of {train.name}, its training "
+                        "failed")
+                    continue
+                dep = None
+            jobs = backend.submit("trs-eval", [call(c) for c in cells], dependency=dep)
+            record(cells, jobs, "eval", dep)
+        return True
+
+    # steps 1-3 under the ledger's lock: a second driver waits, then sees these jobs as live
+    with ledger_lock(ledger_path, timeout_s=lock_timeout_s, log=log):
+        ledger = Ledger(ledger_path)
+        backend = _backend(executor, folder, settings)
+        anything = submit_missing(ledger, backend)
+    if not anything:
         log(f"nothing submitted: all {len(summary['running'])} missing cells have jobs pending "
             "or running" + ("" if wait else "; rerun this command after they finish"))
         if wait:
             _wait_for(backend, list(summary["running"].values()), poll_s)
             finish(todo, ledger, results_root, summary, log)
         return summary
-
-    def call(c):
-        return (c, scale_name, device, str(project_root()), str(results_root), str(runs_root),
-                runner)
-
-    def record(cells, jobs, kind, dependency=None):
-        for c, job in zip(cells, jobs):
-            entry = {"job_id": str(job.job_id), "kind": kind, "folder": str(folder),
-                     "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
-                     "notebook": str(notebook_path(c, results_root)), "submitted": _now(),
-                     "executor": executor, "after": dependency}
-            ledger.add(c.name, entry)
-            summary["submitted"][c.name] = entry["job_id"]
-            summary["logs"][c.name] = entry["stdout"]
-            dep = f", after job {dependency}" if dependency else ""
-            log(f"  submitted {kind:5s} {c.name} as job {job.job_id}{dep}\n"
-                f"            log {entry['stdout']}\n            notebook {entry['notebook']}")
-        ledger.save()
-
-    # 2. the trainings: one array
-    trains = [c for c in to_submit if c.kind == "train"]
-    jobs_of = {}
-    if trains:
-        jobs = backend.submit("trs-train", [call(c) for c in trains])
-        record(trains, jobs, "train")
-        jobs_of.update({c.name: j for c, j in zip(trains, jobs)})
-
-    # 3. the evaluations: one array per training, after it (afterok)
-    groups = {}
-    for c in to_submit:
-        if c.kind != "eval":
-            continue
-        dep = None
-        if c.train.name in jobs_of:
-            dep = str(jobs_of[c.train.name].job_id)
-        elif c.train.name in summary["running"]:
-            dep = summary["running"][c.train.name]
-        groups.setdefault(dep, []).append(c)
-    for dep, cells in groups.items():
-        if dep is not None and not backend.dependencies:
-            _wait_for(backend, [dep], poll_s)
-            train = cells[0].train
-            if not record_path(train, results_root).is_file():
-                summary["skipped"].extend(c.name for c in cells)
-                log(f"  not submitted: {len(cells)} evaluation(s) of {train.name}, its training "
-                    "failed")
-                continue
-            dep = None
-        jobs = backend.submit("trs-eval", [call(c) for c in cells], dependency=dep)
-        record(cells, jobs, "eval", dep)
-
     log(f"submitted {len(summary['submitted'])} jobs; {len(summary['running'])} cells already "
         f"had jobs; ledger: {ledger.path}")
     if wait or not backend.dependencies:
