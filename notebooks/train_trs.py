@@ -70,6 +70,7 @@ init_eps = None         # published: PGD radius at epoch 0 (recipe: MNIST 0.1 / 
 adv_eps = None          # published: radius the ramp heads to (recipe: MNIST 0.2 / CIFAR-10 0.03)
 plus_adv = None         # published: smoothness at PGD inputs (recipe: True) or at the clean batch
 batch_size = None       # recipe: 128
+optimiser = None        # paper (Adam, constant lr, App. F) | authors (their weight decay and step schedule)
 seed = 0
 device = "auto"         # auto | cpu | cuda
 data_root = None        # default: $TRS_DATA_ROOT or data/
@@ -89,11 +90,11 @@ check_notebook_parameters(globals(), extra=("compare_vanilla",))  # refuses a mi
 
 overrides = dict(num_models=num_models, arch=arch, epochs=epochs, lam=lam, c=c, variant=variant,
                  faithful=faithful, coeff=coeff, lamda=lamda, scale=scale, init_eps=init_eps,
-                 adv_eps=adv_eps, plus_adv=plus_adv, batch_size=batch_size, seed=seed,
+                 adv_eps=adv_eps, plus_adv=plus_adv, batch_size=batch_size, optimiser=optimiser, seed=seed,
                  device=device, data_root=data_root, download=download)
 config = make_config(dataset, method, **overrides)
 {k: v for k, v in config.to_dict().items() if k in (
-    "dataset", "method", "arch", "num_models", "epochs", "batch_size", "lr", "variant", "faithful",
+    "dataset", "method", "arch", "num_models", "epochs", "batch_size", "lr", "optimiser", "variant", "faithful",
     "lam", "c", "seed")}
 
 # %% [markdown]

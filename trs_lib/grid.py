@@ -54,7 +54,7 @@ HAS_FAITHFUL = "faithful" in {f.name for f in dataclasses.fields(TrainConfig)}
 
 # The parameters of notebooks/train_trs.ipynb a grid cell may set (others: the recipe's).
 TRAIN_NOTEBOOK_PARAMS = ("num_models", "arch", "epochs", "lam", "c", "batch_size", "seed",
-                         "variant") + (("faithful",) if HAS_FAITHFUL else ())
+                         "variant", "optimiser") + (("faithful",) if HAS_FAITHFUL else ())
 
 # L-infinity attacks of the transfer matrices (Figures 2-4). The paper's text does not name the
 # two attacks of Figure 2; Figure 3 shows "the untargeted attack" on every member.
@@ -169,9 +169,10 @@ COLUMNS: dict[str, tuple[str, dict]] = {
     "trs_c0.5": ("trs", {"num_models": 3, "c": 0.5}),
     "trs_c1": ("trs", {"num_models": 3, "c": 1.0}),
     # Issue 16 (contract C3): TRS as its authors ran it (the published variant of the loss in
-    # the authors' training loop, with their values as the recipe's defaults), and two more
+    # the authors' training loop, with their values as the recipe's defaults, and their
+    # optimiser: weight decay and step schedule, trs_lib.optimiser), and two more
     # diversity baselines the TRS authors compare with in their code.
-    "trs_published": ("trs", {"num_models": 3, "variant": "published",
+    "trs_published": ("trs", {"num_models": 3, "variant": "published", "optimiser": "authors",
                               **({"faithful": True} if HAS_FAITHFUL else {})}),
     "gal": ("gal", {"num_models": 3}),
     "dverge": ("dverge", {"num_models": 3}),

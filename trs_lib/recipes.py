@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from .data import DATASETS
 from .models import ARCHS
+from .optimiser import OPTIMISERS
 from .trs import VARIANTS
 
 __all__ = ["TrainConfig", "DATASET_RECIPES", "METHOD_RECIPES", "METHODS", "PAIRWISE_METHODS",
@@ -74,6 +75,10 @@ class TrainConfig:
     at_steps: int = 10               # TRS + AT: PGD steps
     at_step_size: float = 0.01       # TRS + AT: PGD step size
     boost_shrinkage: float = 0.5     # GradientBoost: shrinkage nu of members 1..N-1
+    # "paper": Adam, constant lr (App. F); "authors": their scripts' Adam (weight decay 1e-4,
+    # eps 1e-7) and step schedule (trs_lib.optimiser). Part of the identity when not "paper"
+    # (a run without it keeps the name it had before the field existed).
+    optimiser: str = field(default="paper", metadata={"identity": "if_set"})
     # bookkeeping, not part of the run's identity
     data_root: str | None = field(default=None, metadata={"identity": False})
     download: bool = field(default=False, metadata={"identity": False})
@@ -137,6 +142,7 @@ class TrainConfig:
         _device(self.device)
         _choice("channels_last", self.channels_last, CHANNELS_LAST)
         _choice("amp", self.amp, AMP)
+        _choice("optimiser", self.optimiser, OPTIMISERS)
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be True or False, got {self.compile!r}")
         return self

@@ -6,8 +6,10 @@ command resumes from the last complete checkpoint; rerunning a finished run is a
 result is the trained ensemble and a run record (config, metrics, git commit, hardware, wall
 time) in ``<out_dir>/record.json``.
 
-Optimiser: Adam at a constant learning rate (paper App. F); the paper uses no learning-rate
-schedule, so there is no scheduler and none to checkpoint. A checkpoint holds the model, Adam's
+Optimiser: Adam at a constant learning rate (paper App. F), or the authors' Adam with weight
+decay and their step schedule (``optimiser="authors"``, :mod:`trs_lib.optimiser`); the rate is
+a function of the epoch, set at each epoch's start, so there is no scheduler to checkpoint.
+A checkpoint holds the model, Adam's
 moments and step counts, the epoch, the metrics so far, every random generator's state (the
 trainer's generator for batch order and augmentation, torch's global CPU and CUDA generators)
 and any method state (boosting weights). A resumed run therefore ends with the same weights and
@@ -29,7 +31,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
-from . import data, methods
+from . import data, methods, optimiser
 from .atomic import CorruptFileError, remove_stale_temp
 from .ensemble import Ensemble, build_ensemble
 from .evaluate import gradient_cosine, member_accuracies
@@ -163,8 +165,7 @@ def train(dataset: str = "mnist5k", method: str = "trs", out_dir=None, resume: b
         x_tr = x_tr.contiguous(memory_format=torch.channels_last)
     if cfg.compile:
         _compile_members(ensemble, cfg.method, log)
-    optimizer = torch.optim.Adam(ensemble.parameters(), lr=cfg.lr,
-                                 fused=device.type == "cuda" or None)
+    optimizer = optimiser.build(ensemble.parameters(), cfg, device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     history, state, start, elapsed = [], {}, 0, 0.0
 
@@ -192,6 +193,7 @@ def train(dataset: str = "mnist5k", method: str = "trs", out_dir=None, resume: b
             if method_obj.sequential and epoch == 0 and method_obj.begin_stage is not None:
                 method_obj.begin_stage(ensemble, stage, x_tr, y_tr, cfg, state)
             _set_trainable(ensemble, seq_stage)
+            optimiser.set_learning_rate(optimizer, optimiser.learning_rate(cfg.optimiser, cfg.lr, epoch))
             ensemble.train()
             perm = torch.randperm(n_train, generator=generator, device=device)
             sums, first_bad = {}, {}

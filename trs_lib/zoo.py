@@ -134,7 +134,7 @@ def build(scale="cpu", seed: int = 0, columns=None, root=None, max_mb: float = M
     training record, weights or a clean accuracy in its evaluation records is left out (and
     said). Returns the index's entries."""
     from . import grid as G
-    from .paths import runs_dir
+    from .paths import display_path, runs_dir
     from .results import load_records, cell_record
     records = load_records(root)
     columns = list(columns) if columns is not None else [
@@ -169,7 +169,7 @@ def build(scale="cpu", seed: int = 0, columns=None, root=None, max_mb: float = M
                         n_test=n, dataset=ds, bytes=size))
         log(f"  zoo: {col} seed {seed}: {size / 2**20:.1f} MB, clean accuracy {100 * acc:.1f}%")
     atomic_write_json(folder / INDEX, {"format": FORMAT, "entries": out}, checksum=True)
-    log(f"zoo: {len(out)} ensembles, {total / 2**20:.1f} MB in {folder}")
+    log(f"zoo: {len(out)} ensembles, {total / 2**20:.1f} MB in {display_path(folder)}")
     return out
 
 
