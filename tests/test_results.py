@@ -1,4 +1,5 @@
 """The results store, the paper's numbers, the grid and the reproduce driver (no real runs)."""
+import dataclasses
 import json
 
 import pytest
@@ -89,7 +90,7 @@ def test_cpu_grid_shares_cells_and_leaves_cifar_empty():
     assert wb["n_test"] == 1000 and wb["cw_steps"] == 1000 and wb["cw_n_test"] == 200
     assert [r.key for r in t["eval"][("gal", "worst_case")].rows] == ["worst_case:linf/eps=0.15"]
     # without the cut, the worst case runs at every L-infinity budget of the rows
-    full = G.dataclasses.replace(G.scale("cpu"), worst_case_eps=None)
+    full = dataclasses.replace(G.scale("cpu"), worst_case_eps=None)
     assert [r.value for r in G.worst_case_rows(G.whitebox_rows("mnist"), scale_=full)] == [0.1, 0.15, 0.2]
     assert ("trs", "audit") not in t["eval"]
     assert G.cells_for(["2", "4", "fig4"], "cpu") == []
@@ -105,8 +106,7 @@ def test_cpu_grid_shares_cells_and_leaves_cifar_empty():
 def test_published_trs_and_resnet20_columns():
     tp = G.train_cell("trs_published", "mnist5k", "cpu").config()
     assert tp.method == "trs" and tp.variant == "published"
-    if G.HAS_FAITHFUL:
-        assert tp.faithful is True
+    assert tp.faithful is True and tp.optimiser == "authors"
     r20 = G.cells_for(["r20"], "cpu")
     trains = [c for c in r20 if c.kind == "train"]
     assert [c.config().arch for c in trains] == ["resnet20"] * 4

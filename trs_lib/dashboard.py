@@ -57,18 +57,12 @@ def _dataset_of(page: str) -> str:
 
 
 def claims(scale="cpu", records=None, root=None) -> list[dict]:
-    """Every claim of ``trs_lib.claims.check_claims`` as a dict with ``id``, ``text``,
-    ``source``, ``page``, ``verdict``, ``interval`` (text), ``scale`` (text) and ``evidence``,
-    whichever form (list of dicts, contract C4, or a DataFrame) ``check_claims`` returns."""
+    """Every claim of ``trs_lib.claims.check_claims`` (contract C4) as a dict with ``id``,
+    ``text``, ``source``, ``page``, ``verdict``, ``interval`` (text, with the margin), ``scale``
+    (text) and ``evidence``."""
     from . import claims as C
     records = R.load_records(root) if records is None else records
-    raw = C.check_claims(scale, records)
-    if hasattr(raw, "to_dict"):  # the DataFrame form: index = id
-        rows = [dict(id=i, text=r.get("claim", r.get("text")), source=r.get("paper", r.get("source")),
-                     **{k: v for k, v in r.items() if k not in ("claim", "paper")})
-                for i, r in raw.to_dict("index").items()]
-    else:
-        rows = [dict(r) for r in raw]
+    rows = C.check_claims(scale, records)
     sc = grid.scale(scale)
     out = []
     for r in rows:
@@ -87,15 +81,10 @@ def _short_scale(sc, paper_dataset: str) -> str:
     return f"{sc.name}: {ds}" if ds else f"{paper_dataset}: not run at scale {sc.name}"
 
 
-def theory_findings() -> list[dict] | None:
-    """``trs_lib.theory.findings()`` (contract C5), or None while the theory chapter does not
-    provide it."""
-    try:
-        from . import theory
-        find = getattr(theory, "findings")
-    except (ImportError, AttributeError):
-        return None
-    return [dict(f) for f in find()]
+def theory_findings() -> list[dict]:
+    """``trs_lib.theory.findings()`` (contract C5)."""
+    from . import theory
+    return [dict(f) for f in theory.findings()]
 
 
 def errata_count(path=None) -> int:
@@ -197,24 +186,19 @@ def render(scale="cpu", records=None, root=None, repo_url=None) -> str:
               else "; CIFAR-10 columns are not run at this scale (GPU work).", ""]
     lines += ["## The theory: what holds and what does not", ""]
     found = theory_findings()
-    if found is None:
-        lines += ["The theory chapter lists its findings in {doc}`errata` (the statements, proofs "
-                  "and formulas of the paper that disagree) and checks every definition and "
-                  "theorem in {doc}`theory`.", ""]
-    else:
-        refuted = [f for f in found if f.get("verdict") == "refuted"]
-        n_errata = errata_count()
-        lines += [f"{len(found)} findings, {len(refuted)} of them statements of the paper refuted "
-                  "by a counterexample; "
-                  + (f"{n_errata} errata" if n_errata else "the errata") + " in {doc}`errata`.",
-                  "", "| statement | verdict | evidence | page |", "| --- | --- | --- | --- |"]
-        for f in found:
-            page = str(f.get("page", "")).removesuffix(".ipynb").removesuffix(".md")
-            link = f"{{doc}}`../notebooks/{page}`" if page and not page.startswith("book/") \
-                else (f"{{doc}}`{page.removeprefix('book/')}`" if page else "")
-            lines.append(f"| {_cell(f.get('statement', f.get('id', '')))} | {badge(f.get('verdict', ''))} | "
-                         f"<small>{_cell(f.get('evidence', ''))}</small> | {link} |")
-        lines.append("")
+    refuted = [f for f in found if f.get("verdict") == "refuted"]
+    n_errata = errata_count()
+    lines += [f"{len(found)} findings, {len(refuted)} of them statements of the paper refuted "
+              "by a counterexample; "
+              + (f"{n_errata} errata" if n_errata else "the errata") + " in {doc}`errata`.",
+              "", "| statement | verdict | evidence | page |", "| --- | --- | --- | --- |"]
+    for f in found:
+        page = str(f.get("page", "")).removesuffix(".ipynb").removesuffix(".md")
+        link = f"{{doc}}`../notebooks/{page}`" if page and not page.startswith("book/") \
+            else (f"{{doc}}`{page.removeprefix('book/')}`" if page else "")
+        lines.append(f"| {_cell(f.get('statement', f.get('id', '')))} | {badge(f.get('verdict', ''))} | "
+                     f"<small>{_cell(f.get('evidence', ''))}</small> | {link} |")
+    lines.append("")
     url = repo_url if repo_url is not None else repository_url(root)
     lines += ["## Run it yourself", ""]
     if url:

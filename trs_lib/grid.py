@@ -33,7 +33,6 @@ then the audits' sanity checks.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -41,20 +40,16 @@ from functools import cached_property
 
 from . import paper_numbers as P
 from .attacks import presets as _presets
-from .recipes import TrainConfig, config_hash, make_config
+from .recipes import config_hash, make_config
 
 __all__ = ["Scale", "SCALES", "COLUMNS", "EXTRA_COLUMNS", "table_columns", "SUITES", "TrainCell", "EvalCell", "WorstCaseRow",
            "TARGETS", "scale", "cells_for", "table_cells", "seeds_for", "train_cell", "whitebox_rows",
            "worst_case_rows", "normalise_target", "TRAIN_NOTEBOOK_PARAMS", "TRANSFER_ATTACKS",
-           "AUDIT_ATTACKS", "R20_COLUMNS", "HAS_FAITHFUL"]
-
-# Whether the TRS config knows the authors' training loop (issue 11, contract C3). Until it
-# does, the "trs_published" column trains the published variant without it.
-HAS_FAITHFUL = "faithful" in {f.name for f in dataclasses.fields(TrainConfig)}
+           "AUDIT_ATTACKS", "R20_COLUMNS"]
 
 # The parameters of notebooks/train_trs.ipynb a grid cell may set (others: the recipe's).
 TRAIN_NOTEBOOK_PARAMS = ("num_models", "arch", "epochs", "lam", "c", "batch_size", "seed",
-                         "variant", "optimiser") + (("faithful",) if HAS_FAITHFUL else ())
+                         "variant", "optimiser", "faithful")
 
 # L-infinity attacks of the transfer matrices (Figures 2-4). The paper's text does not name the
 # two attacks of Figure 2; Figure 3 shows "the untargeted attack" on every member.
@@ -173,7 +168,7 @@ COLUMNS: dict[str, tuple[str, dict]] = {
     # optimiser: weight decay and step schedule, trs_lib.optimiser), and two more
     # diversity baselines the TRS authors compare with in their code.
     "trs_published": ("trs", {"num_models": 3, "variant": "published", "optimiser": "authors",
-                              **({"faithful": True} if HAS_FAITHFUL else {})}),
+                              "faithful": True}),
     "gal": ("gal", {"num_models": 3}),
     "dverge": ("dverge", {"num_models": 3}),
 }

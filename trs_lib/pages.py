@@ -266,13 +266,9 @@ def records_links(target, scale="cpu", records=None, root=None):
     from IPython.display import Markdown
     from . import grid
     records = _records(records, root)
-    sc = grid.scale(scale)
     keys = []
-    for seed in getattr(sc, "seeds", (0,)):
-        try:
-            cells = grid.table_cells(str(target), scale, seed)
-        except TypeError:  # a grid without seeds
-            cells = grid.table_cells(str(target), scale)
+    for seed in grid.seeds_for(str(target), scale):
+        cells = grid.table_cells(str(target), scale, seed)
         for cell in list(cells["train"].values()) + list(cells["eval"].values()):
             key = f"{cell.kind}/{cell.name}"
             if key in records and key not in keys:
