@@ -27,8 +27,8 @@
 #
 # :::{admonition} What the CPU scale can and cannot show
 # :class: note
-# At the CPU scale (`mnist5k`, small CNN, a few hundred test points) the comparison of vanilla and TRS at
-# eps = 0.2 is meaningful; Figure 4 (CIFAR-10) is GPU work and says **not run**. The vanilla and
+# At the CPU scale (`mnist5k`, small CNN, three seeds, 1,000 test points) the comparison of vanilla
+# and TRS at eps = 0.2 is meaningful; Figure 4 (CIFAR-10) is GPU work and says **not run**. The vanilla and
 # TRS ensembles here are the grid's own cells (Table 1's TRS column and a vanilla ensemble at the
 # grid's scale), not the runs of the training chapter, which uses the notebook's default epochs.
 # :::

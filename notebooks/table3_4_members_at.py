@@ -24,9 +24,10 @@
 #
 # :::{admonition} What the CPU scale can and cannot show
 # :class: note
-# At the CPU scale (`mnist5k`, small CNN, a few epochs, a few hundred test points) Table 3 can show the
-# direction of each effect (k, AT, PGD-10 vs PGD-110) and whether the adaptive audit agrees;
-# not the paper's accuracies. Table 4 (CIFAR-10) is GPU work: its "ours" says **not run** until a
+# At the CPU scale (`mnist5k`, small CNN, a few epochs, 1,000 test points; TRS and ADP with three
+# seeds, the columns only Table 3 has with one) Table 3 can show the direction of each effect (k,
+# AT, PGD-10 vs PGD-110) under the paper's attacks and under the worst case; not the paper's
+# accuracies. Table 4 (CIFAR-10) is GPU work: its "ours" says **not run** until a
 # paper-scale run exists.
 # :::
 

@@ -332,7 +332,7 @@ def _benign(scale, records, evaluation):
 def _c_insensitive(scale, records, evaluation):
     """Table 5: per row, the best c minus the worst c, below the paper's largest spread."""
     tab = P.table(5)
-    margin = max(max(r) - min(r) for r in tab.values)
+    margin = round(max(max(r) - min(r) for r in tab.values), 2)  # points (the paper prints one decimal)
     cols = tab.columns
     verdicts, parts, ds = [], [], []
     rows = _rows("5", evaluation, scale)
