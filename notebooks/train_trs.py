@@ -71,6 +71,7 @@ adv_eps = None          # published: radius the ramp heads to (recipe: MNIST 0.2
 plus_adv = None         # published: smoothness at PGD inputs (recipe: True) or at the clean batch
 batch_size = None       # recipe: 128
 optimiser = None        # paper (Adam, constant lr, App. F) | authors (their weight decay and step schedule)
+data_parallel = None    # BatchNorm as the authors' nn.DataParallel over this many GPUs computes it (recipe: 1)
 seed = 0
 device = "auto"         # auto | cpu | cuda
 data_root = None        # default: $TRS_DATA_ROOT or data/
@@ -90,7 +91,8 @@ check_notebook_parameters(globals(), extra=("compare_vanilla",))  # refuses a mi
 
 overrides = dict(num_models=num_models, arch=arch, epochs=epochs, lam=lam, c=c, variant=variant,
                  faithful=faithful, coeff=coeff, lamda=lamda, scale=scale, init_eps=init_eps,
-                 adv_eps=adv_eps, plus_adv=plus_adv, batch_size=batch_size, optimiser=optimiser, seed=seed,
+                 adv_eps=adv_eps, plus_adv=plus_adv, batch_size=batch_size, optimiser=optimiser,
+                 data_parallel=data_parallel, seed=seed,
                  device=device, data_root=data_root, download=download)
 config = make_config(dataset, method, **overrides)
 {k: v for k, v in config.to_dict().items() if k in (

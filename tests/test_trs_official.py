@@ -152,6 +152,26 @@ def official_trs_step(args, models, inputs, targets, epoch, optimizer, noise, ad
     return loss.detach()
 
 
+class EmulatedDataParallel(nn.Module):
+    """``nn.DataParallel(module)`` over ``devices`` GPUs, as its forward computes, on one device:
+    ``scatter`` (``torch.chunk`` along the batch), a replica per chunk (the first shares the
+    module's parameters and buffers; the others share its parameters, as autograd-connected
+    broadcasts, and get copies of its buffers, dropped after the forward), ``gather`` (cat)."""
+
+    def __init__(self, module, devices):
+        super().__init__()
+        self.module, self.devices = module, devices
+
+    def forward(self, x):
+        first, *rest = x.chunk(self.devices, 0)
+        params = dict(self.module.named_parameters())
+        out = [self.module(first)]
+        for c in rest:
+            buffers = {n: b.clone() for n, b in self.module.named_buffers()}
+            out.append(torch.func.functional_call(self.module, {**params, **buffers}, (c,)))
+        return torch.cat(out, 0)
+
+
 # ------------------------------------------------------------------ the comparison
 def _members(arch, seed=0):
     out = []
@@ -320,3 +340,59 @@ def test_authors_optimiser_trains_with_weight_decay_and_names_its_own_run(tmp_pa
     paper = make_config("mnist5k", "trs")
     assert "optimiser" not in paper.identity()
     assert config_hash(make_config("mnist5k", "trs", optimiser="authors")) != config_hash(paper)
+
+
+# ---------------------------------------------------------------- the authors' nn.DataParallel
+@pytest.mark.parametrize("plus_adv", [True, False])
+def test_data_parallel_batchnorm_step_equals_the_authors_on_three_gpus(plus_adv):
+    """Their script wraps each member in ``nn.DataParallel`` over 3 GPUs: BatchNorm then
+    normalises each third of a batch (and of the PGD's half batch) with its own statistics, and
+    only the first third's reach the running averages. Our ``data_parallel=3`` faithful step on
+    ResNet-20 equals their step on emulated DataParallel members (loss, every parameter
+    gradient, running statistics), and differs from the one-device step."""
+    from trs_lib.models import set_data_parallel
+    theirs, ours, cfg, args, x, y, noise, ctx, opt = _setup("resnet20", plus_adv, faithful=True)
+    one_device = copy.deepcopy(ours)
+    wrapped = [EmulatedDataParallel(m, 3) for m in theirs]
+    loss_theirs = official_trs_step(args, wrapped, x, y, ctx.epoch, opt, noise)
+    cfg3 = make_config("mnist", "trs", variant="published", faithful=True, plus_adv=plus_adv,
+                       epochs=cfg.epochs, data_parallel=3)
+    set_data_parallel(ours, 3)
+    ours.train()
+    loss_ours, _ = get("trs").loss(ours, x, y, cfg3, ctx)
+    loss_ours.backward()
+    assert abs(loss_ours.item() - loss_theirs.item()) <= 1e-10 * abs(loss_theirs.item())
+    p_theirs = [p for m in theirs for p in m.parameters()]
+    worst = max(_rel(a.grad, b.grad) for a, b in zip(ours.parameters(), p_theirs))
+    assert worst <= 1e-9, f"parameter gradients differ by {worst:.2e} relative"
+    b_theirs = dict((f"{k}.{n}", b) for k, m in enumerate(theirs) for n, b in m.named_buffers())
+    b_ours = dict((n.removeprefix("members."), b) for n, b in ours.named_buffers() if n.startswith("members."))
+    for name, b in b_theirs.items():
+        if b.is_floating_point():
+            assert _rel(b_ours[name], b) <= 1e-10, f"BatchNorm buffer {name} differs"
+        else:
+            assert torch.equal(b_ours[name], b), name
+    # on one device the numbers are not these
+    ctx1 = StepContext(epoch=ctx.epoch, epochs=ctx.epochs, generator=torch.Generator().manual_seed(7))
+    one_device.train()
+    loss_one, _ = get("trs").loss(one_device, x, y, cfg, ctx1)
+    assert abs(loss_one.item() - loss_theirs.item()) > 1e-6 * abs(loss_theirs.item())
+
+
+def test_data_parallel_changes_nothing_without_batchnorm(tmp_path):
+    """On the small CNN (no BatchNorm) ``data_parallel=3`` trains the same weights bit for bit,
+    which is why it is not part of the run's name there; on ResNet-20 it is."""
+    from trs_lib.recipes import config_hash
+    from trs_lib.train import train
+    kw = dict(method="trs", variant="published", faithful=True, num_models=2, epochs=1,
+              train_subset=48, batch_size=24, seed=5, progress=False)
+    a = train("mnist5k", data_parallel=3, out_dir=tmp_path / "a", **kw)
+    b = train("mnist5k", out_dir=tmp_path / "b", **kw)
+    for pa, pb in zip(a.ensemble.parameters(), b.ensemble.parameters()):
+        assert torch.equal(pa, pb)
+    small = make_config("mnist5k", "trs", data_parallel=3)
+    assert config_hash(small) == config_hash(make_config("mnist5k", "trs"))
+    r20 = make_config("mnist5k", "trs", arch="resnet20", data_parallel=3)
+    assert config_hash(r20) != config_hash(make_config("mnist5k", "trs", arch="resnet20"))
+    with pytest.raises(ValueError, match=r"data_parallel must be an integer in \[1, 64\], got 0"):
+        make_config("mnist5k", "trs", data_parallel=0)

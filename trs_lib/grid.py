@@ -49,7 +49,7 @@ __all__ = ["Scale", "SCALES", "COLUMNS", "EXTRA_COLUMNS", "table_columns", "SUIT
 
 # The parameters of notebooks/train_trs.ipynb a grid cell may set (others: the recipe's).
 TRAIN_NOTEBOOK_PARAMS = ("num_models", "arch", "epochs", "lam", "c", "batch_size", "seed",
-                         "variant", "optimiser", "faithful")
+                         "variant", "optimiser", "faithful", "data_parallel")
 
 # L-infinity attacks of the transfer matrices (Figures 2-4). The paper's text does not name the
 # two attacks of Figure 2; Figure 3 shows "the untargeted attack" on every member.
@@ -165,10 +165,11 @@ COLUMNS: dict[str, tuple[str, dict]] = {
     "trs_c1": ("trs", {"num_models": 3, "c": 1.0}),
     # Issue 16 (contract C3): TRS as its authors ran it (the published variant of the loss in
     # the authors' training loop, with their values as the recipe's defaults, and their
-    # optimiser: weight decay and step schedule, trs_lib.optimiser), and two more
+    # optimiser: weight decay and step schedule, trs_lib.optimiser; their nn.DataParallel over
+    # 3 GPUs, which changes BatchNorm's statistics on ResNet-20), and two more
     # diversity baselines the TRS authors compare with in their code.
     "trs_published": ("trs", {"num_models": 3, "variant": "published", "optimiser": "authors",
-                              "faithful": True}),
+                              "faithful": True, "data_parallel": 3}),
     "gal": ("gal", {"num_models": 3}),
     "dverge": ("dverge", {"num_models": 3}),
 }

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from .data import info
 
-__all__ = ["ARCHS", "build", "ResNet20", "SmallCNN", "Normalize", "count_parameters"]
+__all__ = ["ARCHS", "BATCHNORM_ARCHS", "build", "ResNet20", "SmallCNN", "Normalize", "BatchNorm2d",
+           "set_data_parallel", "count_parameters"]
 
 
 class Normalize(nn.Module):
@@ -26,15 +27,49 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` that can normalise a training batch as ``nn.DataParallel`` over
+    ``data_parallel`` devices does (the authors wrap every member in it, over 3 GPUs).
+
+    DataParallel scatters the batch with ``torch.chunk`` and runs a replica of the model on each
+    chunk: in training mode each replica normalises with its own chunk's statistics, and only the
+    replica on the first device shares its buffers with the model, so only the first chunk's
+    statistics reach the running averages. With ``data_parallel = 1`` (the default) and in eval
+    mode this is ``nn.BatchNorm2d``; the state dict is the same either way.
+    """
+
+    data_parallel: int = 1
+
+    def forward(self, x):
+        k = self.data_parallel
+        if k == 1 or not self.training or x.shape[0] < 2:
+            return super().forward(x)
+        first, *rest = x.chunk(k, 0)
+        out = [super().forward(first)]   # the first device's replica: updates the running stats
+        out += [F.batch_norm(c, None, None, self.weight, self.bias, True, 0.0, self.eps) for c in rest]
+        return torch.cat(out, 0)
+
+
+def set_data_parallel(model: nn.Module, devices: int) -> nn.Module:
+    """Normalise training batches of every :class:`BatchNorm2d` of ``model`` as ``nn.DataParallel``
+    over ``devices`` devices would (1: as one device). Returns ``model``."""
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise ValueError(f"data_parallel must be a positive integer, got {devices!r}")
+    for m in model.modules():
+        if isinstance(m, BatchNorm2d):
+            m.data_parallel = devices
+    return model
+
+
 class BasicBlock(nn.Module):
     """3x3-3x3 residual block; option A shortcut (zero-padded identity), as in He et al. Sec 4.2."""
 
     def __init__(self, cin, cout, stride):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
+        self.bn1 = BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
+        self.bn2 = BatchNorm2d(cout)
         self.stride, self.pad = stride, cout - cin
 
     def shortcut(self, x):
@@ -57,7 +92,7 @@ class ResNet20(nn.Module):
         n = (depth - 2) // 6
         self.normalize = Normalize(mean, std)
         self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
+        self.bn1 = BatchNorm2d(16)
         layers, cin = [], 16
         for cout, stride in ((16, 1), (32, 2), (64, 2)):
             blocks = []
@@ -124,6 +159,7 @@ class SmallCNN(nn.Module):
 
 SMOOTH_ACTIVATIONS = {"softplus": F.softplus, "gelu": F.gelu}
 ARCHS = ("resnet20", "small_cnn", "small_cnn_softplus", "small_cnn_gelu")
+BATCHNORM_ARCHS = ("resnet20",)   # the architectures whose training batches are not per-example
 
 
 def build(arch: str, dataset: str = "mnist5k") -> nn.Module:

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 
 from .data import DATASETS
-from .models import ARCHS
+from .models import ARCHS, BATCHNORM_ARCHS
 from .optimiser import OPTIMISERS
 from .trs import VARIANTS
 
@@ -79,6 +79,10 @@ class TrainConfig:
     # eps 1e-7) and step schedule (trs_lib.optimiser). Part of the identity when not "paper"
     # (a run without it keeps the name it had before the field existed).
     optimiser: str = field(default="paper", metadata={"identity": "if_set"})
+    # The authors' nn.DataParallel over this many GPUs: BatchNorm normalises each chunk of a
+    # training batch with its own statistics (trs_lib.models.BatchNorm2d). Without BatchNorm it
+    # changes nothing, so it enters the identity only for BATCHNORM_ARCHS and when not 1.
+    data_parallel: int = field(default=1, metadata={"identity": "if_batchnorm"})
     # bookkeeping, not part of the run's identity
     data_root: str | None = field(default=None, metadata={"identity": False})
     download: bool = field(default=False, metadata={"identity": False})
@@ -95,7 +99,8 @@ class TrainConfig:
         out = {}
         for f in dataclasses.fields(self):
             mode, value = f.metadata.get("identity", True), getattr(self, f.name)
-            if mode is True or (mode == "if_set" and value != f.default):
+            if mode is True or (mode == "if_set" and value != f.default) or (
+                    mode == "if_batchnorm" and value != f.default and self.arch in BATCHNORM_ARCHS):
                 out[f.name] = value
         return out
 
@@ -128,6 +133,7 @@ class TrainConfig:
         _int("smooth_steps", self.smooth_steps, 0, 1000)
         _int("dverge_steps", self.dverge_steps, 0, 1000)
         _int("at_steps", self.at_steps, 0, 1000)
+        _int("data_parallel", self.data_parallel, 1, 64)
         _float("lr", self.lr, 0, 10, open_low=True)
         for name in ("lam", "c", "coeff", "lamda", "scale", "ckae_weight", "adp_alpha", "adp_beta",
                      "gal_weight"):

@@ -34,6 +34,7 @@ from . import checkpoint as ckpt
 from . import data, methods, optimiser
 from .atomic import CorruptFileError, remove_stale_temp
 from .ensemble import Ensemble, build_ensemble
+from .models import set_data_parallel
 from .evaluate import gradient_cosine, member_accuracies
 from .recipes import TrainConfig, config_hash, make_config
 from .paths import display_path, runs_dir
@@ -160,6 +161,7 @@ def train(dataset: str = "mnist5k", method: str = "trs", out_dir=None, resume: b
     torch.manual_seed(cfg.seed)
     ensemble = build_ensemble(cfg.arch, cfg.dataset, cfg.num_models, cfg.seed,
                               combine=method_obj.combine, device=device)
+    set_data_parallel(ensemble, cfg.data_parallel)   # the authors' nn.DataParallel (BatchNorm)
     if use_channels_last(cfg.channels_last, device):  # speed only (benchmarks/README.md)
         ensemble.to(memory_format=torch.channels_last)
         x_tr = x_tr.contiguous(memory_format=torch.channels_last)
