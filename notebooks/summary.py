@@ -26,7 +26,7 @@ scale = "cpu"   # cpu | paper: which grid's records to judge
 # %%
 from IPython.display import Markdown
 
-from trs_lib import claims, pages, results
+from trs_lib import claims, pages, results, stats
 
 records = results.load_records()
 Markdown(
@@ -36,7 +36,14 @@ Markdown(
     f"{claims.BENIGN_MARGIN:g} point of clean accuracy for \"about as accurate\", the paper's own "
     "spread for c), **not reproduced** when it lies wholly on the other side, **inconclusive** "
     "when it straddles the margin. Robustness claims are judged twice: under the paper's attack "
-    "and under the strong worst case at the same budget.")
+    "and under the strong worst case at the same budget. The interval is a seed-and-point "
+    f"bootstrap ({stats.N_BOOT:,} draws, `trs_lib.stats`): each draw resamples the seeds and, "
+    "independently, the test points (the same points for every seed, as every seed is attacked "
+    "on the same points), so both the training run and the test set count; its 2.5 and 97.5 "
+    "percentiles bound the difference. A claim over several rows combines the rows' verdicts: "
+    "\"in most cases\" is reproduced when more than half the rows are, not reproduced when "
+    "they could not be even if every inconclusive row were; \"in every row\" is reproduced "
+    "when all are, not reproduced when any is not; else inconclusive.")
 
 # %%
 pages.claims_table(scale=scale, records=records)
