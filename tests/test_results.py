@@ -333,7 +333,7 @@ def test_cells_frame_means_over_seeds_with_intervals_and_flags_old_records():
     one = f[(f.column == "trs") & (f.row == "pgd10/eps=0.15") & (f.evaluation == "paper")].iloc[0]
     assert one.n_seeds == 3 and one.n_points == 200 and one.lo < one.ours < one.hi
     assert 74 < one.ours < 86 and one.hi - one.lo < 15 and one.paper == 74.0 and not one.dirty
-    assert one.interval == "seed-and-point bootstrap"
+    assert one.interval == "seed-and-point bootstrap (at least Wilson's width)"
     wc = f[(f.column == "trs") & (f.row == "pgd10/eps=0.15") & (f.evaluation == "worst_case")].iloc[0]
     assert 54 < wc.ours < 66
     cw = f[(f.column == "trs") & (f.row == "cw/c=10") & (f.evaluation == "worst_case")].iloc[0]

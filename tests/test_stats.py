@@ -45,6 +45,23 @@ def test_seed_spread_widens_the_interval():
     assert w_dis > 3 * w_agree
 
 
+def test_accuracy_interval_does_not_collapse_at_zero_or_one():
+    """0 of 100 points: the bootstrap alone says [0, 0], the accuracy interval Wilson's [0, 3.7%];
+    at 100% symmetric; in the middle with seeds that disagree, the bootstrap's (wider) interval."""
+    zeros = np.zeros((1, 100))
+    assert S.bootstrap_mean(zeros)[1:] == (0.0, 0.0)
+    m, lo, hi = S.accuracy_interval(zeros)
+    assert m == 0 and lo == 0 and hi == pytest.approx(S.wilson_interval(0, 100)[1]) and 0.03 < hi < 0.045
+    m1, lo1, hi1 = S.accuracy_interval(np.ones((2, 100)))
+    assert m1 == 1 and hi1 == 1 and 0.95 < lo1 < 0.985
+    rng = np.random.default_rng(2)
+    spread = np.stack([rng.random(500) < p for p in (0.3, 0.5, 0.7)]).astype(float)
+    _, blo, bhi = S.bootstrap_mean(spread)
+    assert S.accuracy_interval(spread)[1:] == (blo, bhi)   # wider than Wilson's of 1,500 pooled
+    with pytest.raises(ValueError, match="0/1 per-point results"):
+        S.accuracy_interval(np.full((1, 10), 0.5))
+
+
 def test_interval_sources_name_the_noise_that_widens():
     """Seeds that disagree give a wide seeds-only and a narrow points-only half-width; the same
     points' noise without seed disagreement the reverse; the crossed interval is about their

@@ -23,7 +23,7 @@ from . import paper_numbers as P
 from . import results as R
 
 __all__ = ["label", "readable", "cells", "robustness_plot", "tables", "scale_table", "audit_tables",
-           "claims_table", "transfer_section", "headline_table", "record_counts", "load_ensemble",
+           "claims_table", "transfer_section", "headline_table", "cw_convergence_table", "r20_table", "record_counts", "load_ensemble",
            "attack_report", "records_links", "zoo_links", "EVALUATIONS"]
 
 # The two evaluations of a cell (contract C4): the paper's attack at its setting, and the
@@ -32,7 +32,9 @@ EVALUATIONS = {"paper": "the paper's attack", "worst_case": "strong attack (wors
 
 # Columns the grid adds beyond the paper's (issue 16), as a reader would name them.
 EXTRA_LABELS = {"trs_published": "TRS (as published)", "gal": "GAL", "dverge": "DVERGE",
-                "vanilla": "vanilla", "r20": "TRS (ResNet-20)"}
+                "vanilla": "vanilla", "r20": "TRS (ResNet-20)", "r20_vanilla": "vanilla (ResNet-20)",
+                "r20_trs": "TRS (ResNet-20)", "r20_trs_published": "TRS as published (ResNet-20)",
+                "r20_adp": "ADP (ResNet-20)"}
 
 _SUB = re.compile(r"^(?P<name>\w+) ?_\{(?P<a>[^,}]+),(?P<b>[^}]+)\}$")
 
@@ -222,6 +224,64 @@ def headline_table(scale="cpu", records=None, root=None):
                 "seeds": r["n_seeds"], "verdict": r["verdict"] + (" (provisional numbers)" if r["provisional"] else ""),
                 "why wider than the target": r["why"]})
     return pd.DataFrame(out).set_index(["evaluation", "row"])
+
+
+def r20_table(scale="cpu", records=None, root=None):
+    """The ResNet-20 columns (target ``r20``) on Table 1's MNIST rows, under the paper's attacks
+    and the worst case: per cell the mean over the scale's seeds with its 95% interval
+    (:meth:`trs_lib.results.RowResults.interval`), "not run" without a record."""
+    import pandas as pd
+    from . import grid
+    records = _records(records, root)
+    cells = R.seed_cells("r20", scale)
+    rows = [(f"{r.label} {r.para}", "pgd110" if r.steps == 110 else "whitebox", r.key)
+            for r in P.MNIST_WHITEBOX_ROWS]
+    rows += [(f"worst case ε = {w.value:g}", "worst_case", w.key)
+             for w in grid.worst_case_rows(P.MNIST_WHITEBOX_ROWS, scale_=scale)]
+    out = {}
+    for text, part, key in rows:
+        entry = {}
+        for col in grid.R20_COLUMNS:
+            mean, lo, hi, _ = R.row_results("r20", col, part, key, scale, records, cells=cells).interval()
+            entry[EXTRA_LABELS[col]] = "not run" if mean is None else f"{mean:.1f} [{lo:.1f}, {hi:.1f}]"
+        out[text] = entry
+    frame = pd.DataFrame(out).T
+    frame.index.name = "attack"
+    return frame
+
+
+def cw_convergence_table(targets=("1",), scale="cpu", records=None, root=None):
+    """Per white-box cell of ``targets`` (every column and seed): CW at its row's ``c`` with the
+    scale's iterations and with twice as many on the same points
+    (:func:`trs_lib.evaluate.cw_convergence`, recorded by every white-box cell), and whether the
+    accuracy moved by less than one point (converged). A cell that did not converge reads as an
+    upper bound on CW's accuracy."""
+    import pandas as pd
+    from . import grid
+    records = _records(records, root)
+    out = []
+    for target in targets:
+        tab_labels = {}
+        if grid.normalise_target(target) != "r20":
+            tab = P.table(target)
+            tab_labels = dict(zip(tab.columns, tab.column_labels))
+        for seed in grid.seeds_for(str(target), scale):
+            for (col, part), cell in grid.table_cells(str(target), scale, seed)["eval"].items():
+                if part != "whitebox":
+                    continue
+                rec = R.cell_record(cell, records)
+                chk = (rec or {}).get("metrics", {}).get("cw_convergence")
+                if not chk:
+                    continue
+                out.append({"column": label(tab_labels.get(col, EXTRA_LABELS.get(col, col))), "seed": seed,
+                            "c": chk["c"], "points": chk["n"],
+                            f"accuracy, {chk['steps']:,} iterations (%)": round(100 * chk["accuracy"], 1),
+                            "twice the iterations (%)": round(100 * chk["doubled_accuracy"], 1),
+                            "converged": "yes" if chk["converged"] else "no: an upper bound"})
+    if not out:
+        from IPython.display import Markdown
+        return Markdown("No white-box record with a CW convergence check yet.")
+    return pd.DataFrame(out).drop_duplicates().set_index(["column", "seed"])
 
 
 def audit_tables(table_id, scale="cpu", records=None, root=None, show=True):

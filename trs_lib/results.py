@@ -465,8 +465,9 @@ class RowResults:
         if not self.seeds:
             return None, None, None, NOT_RUN
         if self.paired:
-            m, lo, hi = stats.bootstrap_mean(self.array())
-            how = "seed-and-point bootstrap" if len(self.seeds) > 1 else "point bootstrap"
+            m, lo, hi = stats.accuracy_interval(self.array())
+            how = ("seed-and-point bootstrap" if len(self.seeds) > 1 else "point bootstrap") + \
+                " (at least Wilson's width)"
         elif all(self.n):
             m, lo, hi = stats.unpaired_mean(self.accuracy, min(self.n))
             how = ("Wilson (no per-point results)" if len(self.seeds) == 1

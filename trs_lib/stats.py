@@ -18,6 +18,8 @@ The rliable way: every aggregate comes with an interval estimate.
 * :func:`unpaired_difference`: for records that carry only an accuracy and a point count
   (written before per-point results existed): a normal approximation that adds the
   binomial variance of each accuracy and the spread between seeds. Flagged as such.
+* :func:`accuracy_interval`: one column's accuracy: that bootstrap, widened where needed to the
+  Wilson interval of the pooled results (the bootstrap collapses at 0% and 100%).
 * :func:`interval_sources`: why an interval is wide: the half-widths of a seeds-only and a
   points-only bootstrap of the same array (which noise more seeds or more points would cut).
 * :func:`verdict`: the rule that turns an interval and the claim's margin into
@@ -33,7 +35,7 @@ import math
 import numpy as np
 from scipy.stats import binomtest, bootstrap, norm
 
-__all__ = ["wilson_interval", "bootstrap_mean", "interval_sources", "paired_difference", "unpaired_difference",
+__all__ = ["wilson_interval", "bootstrap_mean", "accuracy_interval", "interval_sources", "paired_difference", "unpaired_difference",
            "unpaired_mean", "verdict", "combine_verdicts", "as_array", "N_BOOT",
            "REPRODUCED", "NOT_REPRODUCED", "INCONCLUSIVE"]
 
@@ -111,6 +113,21 @@ def bootstrap_mean(values, confidence: float = 0.95, n_boot: int = N_BOOT,
     draws = np.take_along_axis(cs @ arr, points, axis=1).mean(axis=1)
     lo, hi = np.quantile(draws, [alpha, 1 - alpha])
     return mean, float(lo), float(hi)
+
+
+def accuracy_interval(values, confidence: float = 0.95, n_boot: int = N_BOOT,
+                      seed: int = 0) -> tuple[float, float, float]:
+    """``(mean, lo, hi)`` of an accuracy from a ``(seeds, points)`` array of 0/1 results: the
+    seed-and-point bootstrap's interval (:func:`bootstrap_mean`), widened where needed to the
+    Wilson interval of all the results pooled. The percentile bootstrap collapses at 0% and 100%
+    (every resample of an all-zero table is zero: 0 of 100 points would read [0, 0]); Wilson's
+    does not (0 of 100: [0, 3.7]), and across seeds the bootstrap keeps the seeds' spread."""
+    arr = as_array(values)
+    mean, lo, hi = bootstrap_mean(arr, confidence, n_boot, seed)
+    if not np.isin(arr, (0.0, 1.0)).all():
+        raise ValueError("accuracy_interval needs 0/1 per-point results")
+    wlo, whi = wilson_interval(int(arr.sum()), arr.size, confidence)
+    return mean, min(lo, wlo), max(hi, whi)
 
 
 def interval_sources(values, confidence: float = 0.95, n_boot: int = N_BOOT,
