@@ -60,3 +60,19 @@ def test_build_load_and_checksum(tmp_path, monkeypatch):
 
 def test_zoo_index_sits_beside_the_records_without_being_one():
     assert not any(k.startswith("zoo/") for k in results.load_records(results_dir(), warn=lambda m: None))
+
+
+def test_weights_with_a_dot_in_their_name_round_trip(tmp_path):
+    """A zoo stem such as ``trs_c0.5-seed0`` holds a dot: saving and loading by the stem, or by
+    either file, must not cut the name at it (it once looked for ``trs_c0.json``)."""
+    import torch
+    from trs_lib.checkpoint import load_weights, save_weights
+    from trs_lib.ensemble import build_ensemble
+    ens = build_ensemble("small_cnn", "mnist5k", 2, seed=1)
+    st = save_weights(tmp_path / "trs_c0.5-seed0", ens, {"arch": "small_cnn", "dataset": "mnist5k",
+                                                         "num_models": 2})
+    assert st.name == "trs_c0.5-seed0.safetensors" and (tmp_path / "trs_c0.5-seed0.json").is_file()
+    for given in ("trs_c0.5-seed0", "trs_c0.5-seed0.safetensors", "trs_c0.5-seed0.json"):
+        loaded, _ = load_weights(tmp_path / given)
+        for a, b in zip(loaded.state_dict().values(), ens.state_dict().values()):
+            assert torch.equal(a, b)

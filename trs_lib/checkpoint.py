@@ -257,7 +257,7 @@ def _load_model_state(ensemble, state: dict, source: str) -> None:
 def save_weights(path, ensemble, config: dict, extra: dict | None = None) -> Path:
     """Final weights as ``<path>.safetensors`` plus ``<path>.json`` (config and combination)."""
     path = Path(path)
-    st_path, js_path = path.with_suffix(".safetensors"), path.with_suffix(".json")
+    st_path, js_path = _weight_files(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in ensemble.state_dict().items()}
     blob = st_save(tensors)
     atomic_write_bytes(st_path, blob)
@@ -266,11 +266,18 @@ def save_weights(path, ensemble, config: dict, extra: dict | None = None) -> Pat
     return st_path
 
 
-def _read_weights(path) -> tuple[dict, dict, Path]:
+def _weight_files(path) -> tuple[Path, Path]:
+    """``(<stem>.safetensors, <stem>.json)`` for a weights path given with either suffix or none;
+    a stem may hold dots (``trs_c0.5-seed0``), so only those two suffixes are stripped."""
     path = Path(path)
     if path.suffix in (".safetensors", ".json"):
         path = path.with_suffix("")
-    st_path, js_path = path.with_suffix(".safetensors"), path.with_suffix(".json")
+    return path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".json")
+
+
+def _read_weights(path) -> tuple[dict, dict, Path]:
+    path = Path(path)
+    st_path, js_path = _weight_files(path)
     if not js_path.is_file():
         raise FileNotFoundError(f"no weights sidecar {js_path} (weights are saved as "
                                 f"{path.name}.safetensors + {path.name}.json)")
