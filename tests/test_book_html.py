@@ -202,10 +202,13 @@ def test_landing_page_agrees_with_the_claim_pages():
 
 @needs_book
 def test_wide_tables_show_the_adp_column():
+    """The method tables (a column per method) name ADP in full and stay at most 8 columns wide,
+    so ADP is not scrolled out of view (the audit's table of checks, a column per check of
+    PASS/FAIL, is not one of them)."""
     page = _page("notebooks/table3_4_members_at.html")
-    headers = [" ".join(t[0]) for t in page.tables if t]
-    assert any("ADP (α = 2, β = 0.5)" in h for h in headers)
-    assert max(len(t[0]) for t in page.tables if t) <= 8, "a table wider than 8 columns"
+    method_tables = [t for t in page.tables if t and any("ADP" in h for h in t[0])]
+    assert any("ADP (α = 2, β = 0.5)" in " ".join(t[0]) for t in method_tables)
+    assert max(len(t[0]) for t in method_tables) <= 8, "a method table wider than 8 columns"
 
 
 @needs_book

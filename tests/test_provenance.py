@@ -137,6 +137,7 @@ def test_driver_cli_refuses_a_dirty_tree(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TRS_RESULTS_DIR", str(ROOT / "results"))
     monkeypatch.setenv("TRS_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setattr(results, "dirty_files", lambda root=None: ["trs_lib/changed.py"])
+    monkeypatch.setattr(D, "_is_done", lambda cell, root=None: False)  # whatever results/ holds
     ran = []
     monkeypatch.setattr(D, "run_cell", lambda *a, **k: ran.append(a) or Path("x"))
     assert D.main(["--tables", "fig2"]) == 2
