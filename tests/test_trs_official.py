@@ -195,6 +195,28 @@ def _rel(a, b):
     return ((a - b).norm() / b.norm().clamp_min(1e-300)).item()
 
 
+def _assert_same_step(ours, theirs, loss_ours, loss_theirs, buffers=True):
+    """Our step equals theirs: the loss within 1e-10 relative, every parameter gradient within
+    1e-9, and (``buffers``) every BatchNorm running statistic within 1e-10 and the same number
+    of updates."""
+    assert abs(loss_ours.item() - loss_theirs.item()) <= 1e-10 * abs(loss_theirs.item()), \
+        (loss_ours.item(), loss_theirs.item())
+    p_theirs = [p for m in theirs for p in m.parameters()]
+    worst = max(_rel(a.grad, b.grad) for a, b in zip(ours.parameters(), p_theirs))
+    assert worst <= 1e-9, f"parameter gradients differ by {worst:.2e} relative"
+    if not buffers:
+        return
+    b_theirs = dict((f"{k}.{n}", b) for k, m in enumerate(theirs) for n, b in m.named_buffers())
+    b_ours = dict((n.removeprefix("members."), b) for n, b in ours.named_buffers()
+                  if n.startswith("members."))
+    assert b_ours.keys() == b_theirs.keys()
+    for name, b in b_theirs.items():
+        if b.is_floating_point():
+            assert _rel(b_ours[name], b) <= 1e-10, f"BatchNorm buffer {name} differs"
+        else:                         # num_batches_tracked: the same number of updates
+            assert torch.equal(b_ours[name], b), (name, b_ours[name], b)
+
+
 def _setup(arch, plus_adv, faithful, epoch=3, epochs=10):
     theirs = _members(arch)
     ours = Ensemble(copy.deepcopy(theirs))
@@ -220,20 +242,7 @@ def test_faithful_step_equals_the_authors(arch, plus_adv):
     ours.train()
     loss_ours, _ = get("trs").loss(ours, x, y, cfg, ctx)
     loss_ours.backward()
-    assert abs(loss_ours.item() - loss_theirs.item()) <= 1e-10 * abs(loss_theirs.item()), \
-        (loss_ours.item(), loss_theirs.item())
-    p_theirs = [p for m in theirs for p in m.parameters()]
-    worst = max(_rel(a.grad, b.grad) for a, b in zip(ours.parameters(), p_theirs))
-    assert worst <= 1e-9, f"parameter gradients differ by {worst:.2e} relative"
-    b_theirs = dict((f"{k}.{n}", b) for k, m in enumerate(theirs) for n, b in m.named_buffers())
-    b_ours = dict((n.removeprefix("members."), b) for n, b in ours.named_buffers()
-                  if n.startswith("members."))
-    assert b_ours.keys() == b_theirs.keys()
-    for name, b in b_theirs.items():
-        if b.is_floating_point():
-            assert _rel(b_ours[name], b) <= 1e-10, f"BatchNorm buffer {name} differs"
-        else:                         # num_batches_tracked: the same number of updates
-            assert torch.equal(b_ours[name], b), (name, b_ours[name], b)
+    _assert_same_step(ours, theirs, loss_ours, loss_theirs)
 
 
 @pytest.mark.parametrize("arch", ["resnet20", "small_cnn"])
@@ -246,10 +255,7 @@ def test_fast_published_loss_equals_the_authors_at_the_same_smoothness_inputs(ar
     ours.train()
     loss_ours, _ = get("trs").loss(ours, x, y, cfg, ctx)
     loss_ours.backward()
-    assert abs(loss_ours.item() - loss_theirs.item()) <= 1e-10 * abs(loss_theirs.item())
-    p_theirs = [p for m in theirs for p in m.parameters()]
-    worst = max(_rel(a.grad, b.grad) for a, b in zip(ours.parameters(), p_theirs))
-    assert worst <= 1e-9, f"parameter gradients differ by {worst:.2e} relative"
+    _assert_same_step(ours, theirs, loss_ours, loss_theirs, buffers=False)
 
 
 def test_fast_mode_departs_from_the_authors_pgd():
@@ -361,17 +367,7 @@ def test_data_parallel_batchnorm_step_equals_the_authors_on_three_gpus(plus_adv)
     ours.train()
     loss_ours, _ = get("trs").loss(ours, x, y, cfg3, ctx)
     loss_ours.backward()
-    assert abs(loss_ours.item() - loss_theirs.item()) <= 1e-10 * abs(loss_theirs.item())
-    p_theirs = [p for m in theirs for p in m.parameters()]
-    worst = max(_rel(a.grad, b.grad) for a, b in zip(ours.parameters(), p_theirs))
-    assert worst <= 1e-9, f"parameter gradients differ by {worst:.2e} relative"
-    b_theirs = dict((f"{k}.{n}", b) for k, m in enumerate(theirs) for n, b in m.named_buffers())
-    b_ours = dict((n.removeprefix("members."), b) for n, b in ours.named_buffers() if n.startswith("members."))
-    for name, b in b_theirs.items():
-        if b.is_floating_point():
-            assert _rel(b_ours[name], b) <= 1e-10, f"BatchNorm buffer {name} differs"
-        else:
-            assert torch.equal(b_ours[name], b), name
+    _assert_same_step(ours, theirs, loss_ours, loss_theirs)
     # on one device the numbers are not these
     ctx1 = StepContext(epoch=ctx.epoch, epochs=ctx.epochs, generator=torch.Generator().manual_seed(7))
     one_device.train()

@@ -50,7 +50,7 @@ from . import paper_numbers as P
 from . import results as R
 from . import stats as S
 
-__all__ = ["Claim", "CLAIMS", "check_claims", "compare_frame", "headline_differences", "width_reason",
+__all__ = ["Claim", "CLAIMS", "check_claims", "compare_frame", "headline_differences", "width_reason", "rows_of",
            "MARGIN", "BENIGN_MARGIN", "HALF_WIDTH_TARGET", "REPRODUCED", "NOT_REPRODUCED",
            "INCONCLUSIVE", "NOT_YET_RUN"]
 
@@ -78,7 +78,7 @@ def _result(verdict, evidence, estimate=None, lo=None, hi=None, margin=MARGIN) -
 
 
 # ------------------------------------------------------------------------ rows and differences
-def _rows(target, evaluation, scale="cpu"):
+def rows_of(target, evaluation, scale="cpu"):
     """``[(label, eval part, entry key)]`` of a table under an evaluation (the worst case: at the
     budgets the scale runs it, :func:`trs_lib.grid.worst_case_rows`)."""
     if target == "r20":
@@ -135,7 +135,7 @@ def compare_frame(target, column, others, evaluation="paper", scale="cpu", recor
     # the seeds the scale trains each column with (fewer for a column the budget cuts)
     want = {c: {s for s, by in cells.items() if c in by["train"]} for c in (column, *others)}
     out = []
-    for label, part, key in _rows(target, evaluation, scale):
+    for label, part, key in rows_of(target, evaluation, scale):
         if parts is not None and part not in parts:
             continue
         res = {c: R.row_results(target, c, part, key, scale, records, cells) for c in (column, *others)}
@@ -335,7 +335,7 @@ def _c_insensitive(scale, records, evaluation):
     margin = round(max(max(r) - min(r) for r in tab.values), 2)  # points (the paper prints one decimal)
     cols = tab.columns
     verdicts, parts, ds = [], [], []
-    rows = _rows("5", evaluation, scale)
+    rows = rows_of("5", evaluation, scale)
     cells = R.seed_cells("5", scale)
     for label, part, key in rows:
         res = {c: R.row_results("5", c, part, key, scale, records, cells) for c in cols}

@@ -22,7 +22,7 @@ from . import dashboard
 from . import paper_numbers as P
 from . import results as R
 
-__all__ = ["label", "readable", "cells", "robustness_plot", "tables", "scale_table", "audit_tables",
+__all__ = ["label", "column_label", "readable", "cells", "robustness_plot", "tables", "scale_table", "audit_tables",
            "claims_table", "transfer_section", "headline_table", "cw_convergence_table", "r20_table", "record_counts", "load_ensemble",
            "attack_report", "records_links", "zoo_links", "EVALUATIONS"]
 
@@ -62,6 +62,12 @@ def _records(records, root=None):
     return R.load_records(root) if records is None else records
 
 
+def column_label(column: str, table_labels: dict) -> str:
+    """How a reader names ``column``: the paper's label in its table (``table_labels``, column ->
+    label as printed), else :data:`EXTRA_LABELS`, made readable by :func:`label`."""
+    return label(table_labels.get(column, EXTRA_LABELS.get(column, column)))
+
+
 def cells(table_id, scale="cpu", records=None, root=None):
     """The cells of Table ``table_id`` in the long layout of contract C4, plus ``label``
     (the column as the paper prints it, readable), ``attack_label`` and ``para``; the cells
@@ -72,7 +78,7 @@ def cells(table_id, scale="cpu", records=None, root=None):
     rows = {r.key: r for r in tab.rows}
     labels = dict(zip(tab.columns, tab.column_labels))
     frame = frame.copy()
-    frame["label"] = [label(labels.get(c, EXTRA_LABELS.get(c, c))) for c in frame["column"]]
+    frame["label"] = [column_label(c, labels) for c in frame["column"]]
     frame["attack_label"] = [rows[k].label if k in rows else k for k in frame["row"]]
     frame["para"] = [rows[k].para if k in rows else "" for k in frame["row"]]
     if tab.id == "6":
@@ -200,25 +206,21 @@ def headline_table(scale="cpu", records=None, root=None):
     from . import claims as C
     tab = P.table(1)
     labels = dict(zip(tab.columns, tab.column_labels))
-    paper_best = {r.key: label(labels[tab.columns[max(range(len(tab.columns)), key=lambda j: tab.values[i][j])]])
+    paper_best = {r.key: column_label(tab.columns[max(range(len(tab.columns)), key=lambda j: tab.values[i][j])], labels)
                   for i, r in enumerate(tab.rows)}
     records = _records(records, root)
-
-    def num(v, fmt="{:.1f}"):
-        return "not run" if v is None or v != v else fmt.format(v)
-
     out = []
     for evaluation, name in (("paper", "the paper's attack"), ("worst_case", "worst case")):
         frame = C.headline_differences(scale, evaluation, records)
         for r in frame.to_dict("records"):
-            other = label(labels.get(r["best_other"], r["best_other"])) if r["best_other"] else "not run"
+            other = column_label(r["best_other"], labels) if r["best_other"] else "not run"
             out.append({
                 "evaluation": name, "row": r["label"],
                 "best in the paper": paper_best.get(r["row"], "") if evaluation == "paper" else "",
-                "TRS": num(r["ours"]), "best other (ours)": other, "its accuracy": num(r["other"]),
+                "TRS": _fmt(r["ours"]), "best other (ours)": other, "its accuracy": _fmt(r["other"]),
                 "TRS − best other [95%]": "not run" if r["estimate"] is None else
                 f"{r['estimate']:+.1f} [{r['lo']:+.1f}, {r['hi']:+.1f}]",
-                f"± (target ≤ {C.HALF_WIDTH_TARGET:g})": num(r["half_width"]),
+                f"± (target ≤ {C.HALF_WIDTH_TARGET:g})": _fmt(r["half_width"]),
                 "± seeds alone / points alone": "" if r["seed_half_width"] is None else
                 f"{r['seed_half_width']:.1f} / {r['point_half_width']:.1f}",
                 "seeds": r["n_seeds"], "verdict": r["verdict"] + (" (provisional numbers)" if r["provisional"] else ""),
@@ -231,19 +233,15 @@ def r20_table(scale="cpu", records=None, root=None):
     and the worst case: per cell the mean over the scale's seeds with its 95% interval
     (:meth:`trs_lib.results.RowResults.interval`), "not run" without a record."""
     import pandas as pd
-    from . import grid
+    from . import claims as C, grid
     records = _records(records, root)
     cells = R.seed_cells("r20", scale)
-    rows = [(f"{r.label} {r.para}", "pgd110" if r.steps == 110 else "whitebox", r.key)
-            for r in P.MNIST_WHITEBOX_ROWS]
-    rows += [(f"worst case ε = {w.value:g}", "worst_case", w.key)
-             for w in grid.worst_case_rows(P.MNIST_WHITEBOX_ROWS, scale_=scale)]
     out = {}
-    for text, part, key in rows:
+    for text, part, key in C.rows_of("r20", "paper", scale) + C.rows_of("r20", "worst_case", scale):
         entry = {}
         for col in grid.R20_COLUMNS:
             mean, lo, hi, _ = R.row_results("r20", col, part, key, scale, records, cells=cells).interval()
-            entry[EXTRA_LABELS[col]] = "not run" if mean is None else f"{mean:.1f} [{lo:.1f}, {hi:.1f}]"
+            entry[column_label(col, {})] = "not run" if mean is None else f"{mean:.1f} [{lo:.1f}, {hi:.1f}]"
         out[text] = entry
     frame = pd.DataFrame(out).T
     frame.index.name = "attack"
@@ -273,7 +271,7 @@ def cw_convergence_table(targets=("1",), scale="cpu", records=None, root=None):
                 chk = (rec or {}).get("metrics", {}).get("cw_convergence")
                 if not chk:
                     continue
-                out.append({"column": label(tab_labels.get(col, EXTRA_LABELS.get(col, col))), "seed": seed,
+                out.append({"column": column_label(col, tab_labels), "seed": seed,
                             "c": chk["c"], "points": chk["n"],
                             f"accuracy, {chk['steps']:,} iterations (%)": round(100 * chk["accuracy"], 1),
                             "twice the iterations (%)": round(100 * chk["doubled_accuracy"], 1),

@@ -91,6 +91,13 @@ def as_array(correct) -> np.ndarray:
     return arr
 
 
+def _resamples(rng, s: int, p: int, n_boot: int):
+    """The crossed bootstrap's draws: ``(seed weights (draws, s), point indices (draws, p))``,
+    the seed counts of a resample with replacement divided by ``s``, and the drawn points."""
+    cs = rng.multinomial(s, np.full(s, 1 / s), size=n_boot) / s
+    return cs, rng.integers(0, p, size=(n_boot, p))
+
+
 def bootstrap_mean(values, confidence: float = 0.95, n_boot: int = N_BOOT,
                    seed: int = 0) -> tuple[float, float, float]:
     """``(mean, lo, hi)`` of a ``(seeds, points)`` array with the seed-and-point bootstrap's
@@ -108,8 +115,7 @@ def bootstrap_mean(values, confidence: float = 0.95, n_boot: int = N_BOOT,
                         method="percentile", random_state=rng, vectorized=True)
         return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
     # mean of arr[seeds*][:, points*]: the seed counts weight the rows, then the drawn points
-    cs = rng.multinomial(s, np.full(s, 1 / s), size=n_boot) / s          # (draws, seeds)
-    points = rng.integers(0, p, size=(n_boot, p))                       # (draws, points)
+    cs, points = _resamples(rng, s, p, n_boot)
     draws = np.take_along_axis(cs @ arr, points, axis=1).mean(axis=1)
     lo, hi = np.quantile(draws, [alpha, 1 - alpha])
     return mean, float(lo), float(hi)
@@ -123,9 +129,9 @@ def accuracy_interval(values, confidence: float = 0.95, n_boot: int = N_BOOT,
     (every resample of an all-zero table is zero: 0 of 100 points would read [0, 0]); Wilson's
     does not (0 of 100: [0, 3.7]), and across seeds the bootstrap keeps the seeds' spread."""
     arr = as_array(values)
-    mean, lo, hi = bootstrap_mean(arr, confidence, n_boot, seed)
     if not np.isin(arr, (0.0, 1.0)).all():
         raise ValueError("accuracy_interval needs 0/1 per-point results")
+    mean, lo, hi = bootstrap_mean(arr, confidence, n_boot, seed)
     wlo, whi = wilson_interval(int(arr.sum()), arr.size, confidence)
     return mean, min(lo, wlo), max(hi, whi)
 
@@ -147,10 +153,9 @@ def interval_sources(values, confidence: float = 0.95, n_boot: int = N_BOOT,
         lo, hi = np.quantile(draws, [alpha, 1 - alpha])
         return float(hi - lo) / 2
 
-    cs = rng.multinomial(s, np.full(s, 1 / s), size=n_boot) / s         # seeds only
-    seeds = half((cs @ arr).mean(axis=1)) if s > 1 else 0.0
-    per_point = arr.mean(axis=0)                                        # points only
-    points = half(per_point[rng.integers(0, p, size=(n_boot, p))].mean(axis=1))
+    cs, drawn = _resamples(rng, s, p, n_boot)        # the crossed bootstrap's draws, split
+    seeds = half((cs @ arr).mean(axis=1)) if s > 1 else 0.0       # seeds only
+    points = half(arr.mean(axis=0)[drawn].mean(axis=1))           # points only
     return {"seeds": seeds, "points": points}
 
 
