@@ -12,7 +12,6 @@ import functools
 import http.server
 import re
 import shutil
-import socketserver
 import tempfile
 import threading
 from pathlib import Path
@@ -38,23 +37,34 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
+    # A connection Chromium opens and never uses (a preconnect) must not hold a handler for
+    # ever: it reads with this timeout, then closes.
+    timeout = 10
+
     def log_message(self, *args):
         pass
 
 
 @pytest.fixture(scope="module")
 def site():
-    """The built book served on 127.0.0.1 (the only host the browser may reach)."""
+    """The built book served on 127.0.0.1 (the only host the browser may reach).
+
+    Each request is handled on its own daemon thread, so ``shutdown`` waits for the accept loop
+    only, never for a connection the browser left open (a single-threaded server blocked on one
+    and hung the suite's teardown, once in six runs)."""
     handler = functools.partial(_Quiet, directory=str(HTML))
-    with socketserver.TCPServer(("127.0.0.1", 0), handler) as server:
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        server.daemon_threads = True
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         yield f"http://127.0.0.1:{server.server_address[1]}/"
         server.shutdown()
+        thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(site):
+    """Headless Chromium; it depends on ``site`` so that it quits before the server stops."""
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
     profile = tempfile.mkdtemp(prefix="trs-chromium-")

@@ -318,3 +318,53 @@ def test_submitit_local_executor_runs_the_jobs(tmp_path, monkeypatch):
     assert list(s["failed"]) == [tc_bad.name] and "boom in the cossim training" in s["failed"][tc_bad.name]
     assert "_log.out" in s["failed"][tc_bad.name] and s["skipped"] == [ec_bad.name]
     assert not results.record_path(tc_bad).exists()
+
+
+def _preempted_cell(send):
+    """A cell whose kernel dies of the SIGTERM this process gets (as under a Slurm preemption)."""
+    import os
+
+    def fn():
+        for sig in send:
+            os.kill(os.getpid(), sig)
+        raise RuntimeError("Kernel died")
+    return fn
+
+
+def test_a_failure_after_sigterm_waits_for_the_requeue_signal():
+    import os
+    import signal
+    import threading
+    import time
+
+    def requeue(signum, frame):  # stands for submitit's USR2 handler: requeue, then exit
+        raise SystemExit("requeued")
+    old = signal.signal(signal.SIGUSR2, requeue)
+    try:
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR2))
+        timer.start()
+        t0 = time.monotonic()
+        with pytest.raises(SystemExit, match="requeued"):
+            X.run_after_sigterm_waits(_preempted_cell([signal.SIGTERM]), grace_s=30,
+                                      log=lambda m: None)
+        assert time.monotonic() - t0 < 10
+        timer.join()
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    # the SIGTERM handler is the one from before (here the default) again
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_a_failure_without_sigterm_is_raised_at_once_with_one_after_the_grace():
+    import signal
+    import time
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="Kernel died"):
+        X.run_after_sigterm_waits(_preempted_cell([]), grace_s=30, log=lambda m: None)
+    assert time.monotonic() - t0 < 5
+    said = []
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="Kernel died"):
+        X.run_after_sigterm_waits(_preempted_cell([signal.SIGTERM]), grace_s=0.5, log=said.append)
+    assert 0.5 <= time.monotonic() - t0 < 5 and "SIGTERM" in said[0]
+    assert X.run_after_sigterm_waits(lambda: 7, grace_s=30) == 7

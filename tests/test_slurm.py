@@ -56,6 +56,12 @@ def _times(job_ids) -> dict:
     return {i: (s, e) for i, s, e in (ln.split("|") for ln in out.split())}
 
 
+def _tail(stdout_log, n=30) -> str:
+    """The last lines of a job's stderr (beside its stdout log), for a failure message."""
+    err = Path(str(stdout_log).removesuffix(".out") + ".err")
+    return "\n".join(err.read_text(errors="replace").splitlines()[-n:]) if err.is_file() else ""
+
+
 def test_tiny_grid_on_slurm_with_dependency_resume_and_idempotence(slurm, tmp_path):
     import submitit
     tc = G.TrainCell("mnist5k", "vanilla", (("epochs", 3), ("num_models", 2)))
@@ -92,7 +98,8 @@ def test_tiny_grid_on_slurm_with_dependency_resume_and_idempotence(slurm, tmp_pa
 
     s3 = R.reproduce(cells=[tc, ec], executor="slurm", settings=slurm, log=logs.append,
                      progress=False, wait=True, poll_s=1)
-    assert s3["submitted"] == {} and sorted(s3["ran"]) == sorted([tc.name, ec.name]), logs
+    assert s3["submitted"] == {} and sorted(s3["ran"]) == sorted([tc.name, ec.name]), (
+        "\n".join(logs) + "\n--- the training job's stderr:\n" + _tail(s["logs"][tc.name]))
     for c in (tc, ec):
         assert results.read_record(results.record_path(c))["grid"]["cell"] == c.name
         assert results.notebook_path(c).is_file()

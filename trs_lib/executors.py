@@ -41,7 +41,8 @@ from pathlib import Path
 from .atomic import CorruptFileError, atomic_write_json, read_json
 
 __all__ = ["EXECUTORS", "SlurmSettings", "parse_time", "check_mem", "parse_extra", "load_config",
-           "check_cluster", "CellJob", "Ledger", "ledger_lock", "submit", "LIVE_STATES", "ExecutorError"]
+           "check_cluster", "CellJob", "run_after_sigterm_waits", "Ledger", "ledger_lock", "submit",
+           "LIVE_STATES", "ExecutorError"]
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 # Slurm job states in which a job still holds its cell (it will run, runs, or is being requeued).
@@ -217,7 +218,8 @@ class CellJob(_Checkpointable):
 
     On preemption or at the time limit submitit calls ``checkpoint`` (inherited), which
     requeues the same call; a training then resumes from its last epoch checkpoint in
-    ``runs/<cell>/``, an evaluation starts again.
+    ``runs/<cell>/``, an evaluation starts again. A notebook that fails after a SIGTERM is given
+    time for that requeue (:func:`run_after_sigterm_waits`).
     """
 
     def __call__(self, cell, scale_name, device, project, results_root, runs_root, runner=None):
@@ -225,10 +227,56 @@ class CellJob(_Checkpointable):
         os.environ["TRS_RESULTS_DIR"] = str(results_root)
         os.environ["TRS_RUNS_DIR"] = str(runs_root)
         from .reproduce import run_cell
-        path = run_cell(cell, runner, Path(results_root), device, scale_name,
-                        log=lambda m: print(m, flush=True))
+
+        def log(m):
+            print(m, flush=True)
+        path = run_after_sigterm_waits(
+            lambda: run_cell(cell, runner, Path(results_root), device, scale_name, log=log),
+            log=log)
         print(f"record: {path}", flush=True)
         return str(path)
+
+
+# Seconds a job whose notebook failed after a SIGTERM waits for the requeue signal.
+SIGTERM_GRACE_S = 60.0
+
+
+def run_after_sigterm_waits(fn, grace_s: float = SIGTERM_GRACE_S, log=print):
+    """``fn()``; if it raises after this process got SIGTERM, wait up to ``grace_s`` seconds
+    before raising.
+
+    Slurm signals every process of a job step, so a preemption's SIGTERM also stops the
+    notebook's kernel. papermill then raises (dead kernel) while submitit's handler for the
+    signal that follows (``USR2``: checkpoint and requeue) may not have run yet; the job would end
+    as failed and not be requeued. After a SIGTERM the failure is the preemption's: the wait lets
+    that handler requeue the job (it exits the process), or Slurm's kill end it. Without a SIGTERM,
+    or where handlers cannot be set (not the main thread), ``fn``'s error is raised at once.
+    """
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return fn()
+    got = []
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame):
+        got.append(time.monotonic())
+        if callable(previous):  # submitit's handler logs and ignores it
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        return fn()
+    except Exception:
+        if got:
+            log(f"the cell failed after a SIGTERM (preemption): waiting up to {grace_s:.0f} s "
+                "for the requeue signal before reporting the failure")
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline:  # signal handlers run between the sleeps
+                time.sleep(0.2)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ---------------------------------------------------------------------- the ledger
