@@ -88,10 +88,16 @@ def browser(site):
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def _is_redirect(page: Path) -> bool:
+    return 'http-equiv="Refresh"' in page.read_text(encoding="utf-8")[:2000]
+
+
 def _pages():
+    """The book's pages, without Sphinx's index pages and redirects (the site's ``index.html``
+    sends the reader on at once: waiting for MathJax there races the navigation)."""
     return sorted(p.relative_to(HTML).as_posix() for p in HTML.glob("**/*.html")
                   if not p.relative_to(HTML).as_posix().startswith(("_static", "_sources"))
-                  and p.name not in ("genindex.html", "search.html"))
+                  and p.name not in ("genindex.html", "search.html") and not _is_redirect(p))
 
 
 def _open(browser, url):
@@ -131,6 +137,13 @@ def test_landing_page_shows_every_verdict(browser, site):
         "getComputedStyle(b).backgroundColor)")
     assert badges and all(b not in ("rgba(0, 0, 0, 0)", "transparent") for b in badges), \
         "verdict badges are not coloured (book/_static/companion.css not loaded?)"
+
+
+def test_the_site_root_leads_to_the_landing_page(browser, site):
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.get(site)
+    WebDriverWait(browser, 30).until(lambda b: b.current_url.endswith("book/intro.html"))
+    assert "TRS ensembles" in browser.title and browser.find_elements("css selector", "main table")
 
 
 def test_formulas_are_typeset_offline(browser, site):
