@@ -3,7 +3,8 @@
 Needs the single-node cluster of ``.ci/slurm_up.sh`` (CI starts it; it writes
 ``$TRS_SLURM_DIR/slurm.env``, default /tmp/trs-slurm). Without it the tests skip and say why.
 Two cells: one ``mnist5k`` training (2 members, 3 epochs) and one evaluation after it
-(``afterok``). The training is preempted after its first epoch checkpoint; submitit requeues it
+(``afterok``). The training is preempted after its first epoch checkpoint (SIGTERM, which also
+stops the notebook's kernel, then the requeue signal 3 s later); submitit requeues it
 and it resumes from that checkpoint. About a minute on two cores.
 """
 import os
@@ -85,8 +86,16 @@ def test_tiny_grid_on_slurm_with_dependency_resume_and_idempotence(slurm, tmp_pa
         time.sleep(0.3)
     assert ckpt.exists(), f"no checkpoint after 120 s; log: {s['logs'][tc.name]}"
     assert not results.record_path(tc).exists(), "the training finished before the preemption"
-    submitit.SlurmJob(folder=str(tmp_path / "runs" / "slurm" / "jobs" / "%j"),
-                      job_id=train_id)._interrupt()
+    # As submitit's SlurmJob._interrupt: SIGTERM, then the requeue signal (USR2), here 3 s apart.
+    # Slurm sends SIGTERM to every process of the step, the notebook's kernel included; the job
+    # must still be requeued, not end as failed, when its kernel's death is seen first.
+    subprocess.run(["scancel", train_id, "--signal", "SIGTERM"], check=True, timeout=30)
+    time.sleep(3)
+    usr = subprocess.run(["scancel", train_id, "--signal",
+                          submitit.slurm.slurm.SlurmJobEnvironment.USR_SIG],
+                         capture_output=True, text=True, timeout=30)
+    assert usr.returncode == 0, (f"the job ended within 3 s of SIGTERM, before its requeue signal "
+                                 f"({usr.stderr.strip()}):\n{_tail(s['logs'][tc.name])}")
     t0 = time.time()
     while time.time() - t0 < 30:  # Slurm delays a requeued job's start; the test does not wait
         state = X._slurm_states([train_id]).get(train_id)
