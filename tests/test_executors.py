@@ -1,8 +1,12 @@
 """The driver's executors (trs_lib.executors): settings and their errors, the submission logic
 against a fake Slurm, and the real job path through submitit's local executor."""
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -322,8 +326,6 @@ def test_submitit_local_executor_runs_the_jobs(tmp_path, monkeypatch):
 
 def _preempted_cell(send):
     """A cell whose kernel dies of the SIGTERM this process gets (as under a Slurm preemption)."""
-    import os
-
     def fn():
         for sig in send:
             os.kill(os.getpid(), sig)
@@ -332,11 +334,6 @@ def _preempted_cell(send):
 
 
 def test_a_failure_after_sigterm_waits_for_the_requeue_signal():
-    import os
-    import signal
-    import threading
-    import time
-
     def requeue(signum, frame):  # stands for submitit's USR2 handler: requeue, then exit
         raise SystemExit("requeued")
     old = signal.signal(signal.SIGUSR2, requeue)
@@ -356,8 +353,6 @@ def test_a_failure_after_sigterm_waits_for_the_requeue_signal():
 
 
 def test_a_failure_without_sigterm_is_raised_at_once_with_one_after_the_grace():
-    import signal
-    import time
     t0 = time.monotonic()
     with pytest.raises(RuntimeError, match="Kernel died"):
         X.run_after_sigterm_waits(_preempted_cell([]), grace_s=30, log=lambda m: None)

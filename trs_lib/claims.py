@@ -50,8 +50,8 @@ from . import paper_numbers as P
 from . import results as R
 from . import stats as S
 
-__all__ = ["Claim", "CLAIMS", "check_claims", "compare_frame", "headline_differences", "width_reason", "rows_of",
-           "MARGIN", "BENIGN_MARGIN", "HALF_WIDTH_TARGET", "REPRODUCED", "NOT_REPRODUCED",
+__all__ = ["Claim", "CLAIMS", "check_claims", "compare_frame", "headline_differences", "width_reason",
+           "rows_of", "MARGIN", "BENIGN_MARGIN", "HALF_WIDTH_TARGET", "REPRODUCED", "NOT_REPRODUCED",
            "INCONCLUSIVE", "NOT_YET_RUN"]
 
 MARGIN = 0.0             # points: the margin of every "better than" claim

@@ -32,7 +32,9 @@ import os
 import re
 import socket
 import shutil
+import signal
 import subprocess
+import threading
 import time
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -250,17 +252,16 @@ def run_after_sigterm_waits(fn, grace_s: float = SIGTERM_GRACE_S, log=print):
     signal that follows (``USR2``: checkpoint and requeue) may not have run yet; the job would end
     as failed and not be requeued. After a SIGTERM the failure is the preemption's: the wait lets
     that handler requeue the job (it exits the process), or Slurm's kill end it. Without a SIGTERM,
-    or where handlers cannot be set (not the main thread), ``fn``'s error is raised at once.
+    or where handlers cannot be set (not the main thread, or a SIGTERM handler installed outside
+    Python), ``fn``'s error is raised at once.
     """
-    import signal
-    import threading
-    if threading.current_thread() is not threading.main_thread():
-        return fn()
-    got = []
     previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        return fn()  # no handler can be set, or the one there could not be put back
+    got = []
 
     def on_term(signum, frame):
-        got.append(time.monotonic())
+        got.append(signum)
         if callable(previous):  # submitit's handler logs and ignores it
             previous(signum, frame)
 

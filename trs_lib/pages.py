@@ -22,9 +22,10 @@ from . import dashboard
 from . import paper_numbers as P
 from . import results as R
 
-__all__ = ["label", "column_label", "readable", "cells", "robustness_plot", "tables", "scale_table", "audit_tables",
-           "claims_table", "transfer_section", "headline_table", "cw_convergence_table", "r20_table", "record_counts", "load_ensemble",
-           "attack_report", "records_links", "zoo_links", "EVALUATIONS"]
+__all__ = ["label", "column_label", "readable", "cells", "robustness_plot", "tables", "scale_table",
+           "audit_tables", "claims_table", "transfer_section", "headline_table",
+           "cw_convergence_table", "r20_table", "record_counts", "load_ensemble", "attack_report",
+           "records_links", "zoo_links", "EVALUATIONS"]
 
 # The two evaluations of a cell (contract C4): the paper's attack at its setting, and the
 # strong suite's worst case at the same budget.
@@ -32,7 +33,7 @@ EVALUATIONS = {"paper": "the paper's attack", "worst_case": "strong attack (wors
 
 # Columns the grid adds beyond the paper's (issue 16), as a reader would name them.
 EXTRA_LABELS = {"trs_published": "TRS (as published)", "gal": "GAL", "dverge": "DVERGE",
-                "vanilla": "vanilla", "r20": "TRS (ResNet-20)", "r20_vanilla": "vanilla (ResNet-20)",
+                "vanilla": "vanilla", "r20_vanilla": "vanilla (ResNet-20)",
                 "r20_trs": "TRS (ResNet-20)", "r20_trs_published": "TRS as published (ResNet-20)",
                 "r20_adp": "ADP (ResNet-20)"}
 

@@ -35,8 +35,8 @@ import math
 import numpy as np
 from scipy.stats import binomtest, bootstrap, norm
 
-__all__ = ["wilson_interval", "bootstrap_mean", "accuracy_interval", "interval_sources", "paired_difference", "unpaired_difference",
-           "unpaired_mean", "verdict", "combine_verdicts", "as_array", "N_BOOT",
+__all__ = ["wilson_interval", "bootstrap_mean", "accuracy_interval", "interval_sources",
+           "paired_difference", "unpaired_difference", "unpaired_mean", "verdict", "combine_verdicts", "as_array", "N_BOOT",
            "REPRODUCED", "NOT_REPRODUCED", "INCONCLUSIVE"]
 
 N_BOOT = 2000   # bootstrap draws (rliable's default)
