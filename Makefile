@@ -26,11 +26,11 @@ $(MATHJAX):
 	cd _build/mathjax-pack && npm pack -q mathjax@$(MATHJAX_VERSION) >/dev/null && tar xzf mathjax-$(MATHJAX_VERSION).tgz
 	mv _build/mathjax-pack/package/es5 book/_static/mathjax && rm -rf _build/mathjax-pack
 
-# The landing page's dashboard, generated from the records (trs_lib.dashboard).
+# The landing page's dashboard, generated from the records (trs_lib.companion.dashboard).
 dashboard: $(STAMP)
 	# records/, not results/: _config.yml's exclude_patterns (results/*) also filter the static files
 	rm -rf book/_static/records
-	$(VENV)/bin/python -m trs_lib.dashboard book/_generated/dashboard.md --records book/_static/records
+	$(VENV)/bin/python -m trs_lib.companion.dashboard book/_generated/dashboard.md --records book/_static/records
 
 book: $(STAMP) $(MATHJAX) dashboard
 	$(VENV)/bin/jupyter-book build . -W --keep-going
@@ -42,7 +42,7 @@ test: $(STAMP)
 # Not in CI: retrain one committed TRS cell from this commit and check its clean and worst-case
 # accuracy against the committed record's intervals (report: results/repro_check.md; ~10 min).
 repro-check: $(STAMP)
-	$(VENV)/bin/python -m trs_lib.repro_check
+	$(VENV)/bin/python -m trs_lib.companion.repro_check
 
 clean:
 	rm -rf _build

@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/reproduce.py --tables 1      # one table
     .venv/bin/python benchmarks/reproduce.py --estimate      # how long the grid would take
 
-It times the reproduce driver exactly as a reader runs it, ``python -m trs_lib.reproduce
+It times the reproduce driver exactly as a reader runs it, ``python -m trs_lib.companion.reproduce
 --tables ... --scale cpu``, in a subprocess. By default results and checkpoints go to fresh
 temporary folders (``TRS_RESULTS_DIR``, ``TRS_RUNS_DIR``), so every cell runs and the project's
 committed ``results/`` is not touched; ``--in-place`` uses the project's folders instead (cells
@@ -75,7 +75,7 @@ _START = re.compile(r"^\[(\d+)/(\d+)\] (train|eval)\s+(\S+)")
 def run(tables, device="cpu", in_place=False, dry_run=False, keep=False, log=print) -> dict:
     """Run the driver and return ``{"wall_s", "returncode", "cells": [(kind, name, seconds)]}``."""
     root = Path(__file__).resolve().parent.parent
-    cmd = [sys.executable, "-m", "trs_lib.reproduce", "--tables", *tables, "--scale", "cpu",
+    cmd = [sys.executable, "-m", "trs_lib.companion.reproduce", "--tables", *tables, "--scale", "cpu",
            "--device", device] + (["--dry-run"] if dry_run else [])
     env = dict(os.environ)
     tmp = None
@@ -216,9 +216,9 @@ def _cell_seconds(cell, rates):
 
 def estimate(tables=TABLES, scale="cpu", log=print) -> dict:
     """Project the wall time of the grid's cells still to run, in the driver's order."""
-    from trs_lib import grid as G
-    from trs_lib import reproduce as D
-    from trs_lib.results import load_records
+    from trs_lib.companion import grid as G
+    from trs_lib.companion import reproduce as D
+    from trs_lib.records import load_records
     rates, counts = _records_rates(load_records(warn=lambda m: None))
     log("wall time per kind of cell in the committed records (median):")
     for (kind, name), r in sorted(rates.items()):

@@ -16,7 +16,7 @@
 # # Attack our ensembles
 #
 # The ensembles behind the tables are yours to attack. This page loads one from the CPU-scale
-# zoo (the committed weights of the grid, `trs_lib.zoo`, checksum verified) in one call, runs
+# zoo (the committed weights of the grid, `trs_lib.companion.zoo`, checksum verified) in one call, runs
 # **your own attack function** on it, and puts the strong worst-case suite of the evaluation
 # chapter beside it at the same budgets. If your attack finds points the suite misses, the
 # suite (and our tables) overestimate the ensemble's robustness: tell us.
@@ -47,7 +47,9 @@ import torch
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # no widgets in a static book
 
-from trs_lib import data, pages, train
+from trs_lib import data, train
+
+from trs_lib.companion import pages
 
 torch.manual_seed(0)
 
@@ -95,7 +97,7 @@ pages.attack_report(ensemble, my_attack, x, y, budgets, overrides=small if quick
 # ## Download the weights
 #
 # Safetensors files (never pickles) with the JSON sidecar `trs_lib.checkpoint.load_weights`
-# reads; `trs_lib.zoo.load` checks each against the index's SHA-256.
+# reads; `trs_lib.companion.zoo.load` checks each against the index's SHA-256.
 
 # %%
 pages.zoo_links()
@@ -103,7 +105,7 @@ pages.zoo_links()
 # %% [markdown]
 # ## Recap
 #
-# * `pages.load_ensemble(column, seed)` is `trs_lib.zoo.load` with a fallback; the zoo's index
+# * `pages.load_ensemble(column, seed)` is `trs_lib.companion.zoo.load` with a fallback; the zoo's index
 #   lists every column and seed with its checksum.
 # * The worst-case suite is the evaluation chapter's (`trs_lib.worst_case`); `quick = False` runs
 #   it with its full steps and queries.

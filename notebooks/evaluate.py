@@ -52,7 +52,7 @@
 # ```
 #
 # `suite` selects one part (`whitebox`, `audit`, `transfer`, `ila`); the reproduction driver
-# (`python -m trs_lib.reproduce`) runs one suite per call with its own `rows` and `settings`.
+# (`python -m trs_lib.companion.reproduce`) runs one suite per call with its own `rows` and `settings`.
 # :::
 
 # %% tags=["parameters"]
@@ -89,7 +89,7 @@ from trs_lib import data, evaluate as E, paper_numbers as P, plots
 from trs_lib.attacks import presets
 from trs_lib.checkpoint import load_weights
 from trs_lib.paths import runs_dir
-from trs_lib.results import write_record
+from trs_lib.records import write_record
 from trs_lib.train import resolve_device, train
 
 pd.set_option("display.width", 200)

@@ -37,9 +37,10 @@
 scale = "cpu"   # cpu | paper: which grid's records to show
 
 # %%
-from trs_lib import pages, results
+from trs_lib import records
+from trs_lib.companion import pages, tables
 
-records = results.load_records()
+records = records.load_records()
 
 # %% [markdown]
 # ## Figures 2 and 3 (MNIST, eps = 0.2)
@@ -89,5 +90,5 @@ pages.records_links('fig2', scale, records)
 #
 # * The paper gives these figures as images only, so the page compares the claim (transfer
 #   between TRS members is lower than between vanilla members), not cell values.
-# * The two ensembles are the grid's cells of `trs_lib.grid.table_cells("fig2", scale)`; their
+# * The two ensembles are the grid's cells of `trs_lib.companion.grid.table_cells("fig2", scale)`; their
 #   scale (epochs, test points) is in their records.

@@ -16,7 +16,7 @@
 # # The paper's claims, checked
 #
 # Each headline claim of the paper, with a verdict computed from the run records under
-# `results/` by `trs_lib.claims` (never typed by hand): **reproduced**, **not reproduced**, or
+# `results/` by `trs_lib.companion.claims` (never typed by hand): **reproduced**, **not reproduced**, or
 # **not yet run at this scale** when some number it needs has no record. The page named with
 # each claim shows the numbers; the landing page shows the same verdicts.
 
@@ -26,9 +26,12 @@ scale = "cpu"   # cpu | paper: which grid's records to judge
 # %%
 from IPython.display import Markdown
 
-from trs_lib import claims, pages, results, stats
+from trs_lib import stats
 
-records = results.load_records()
+from trs_lib import records
+from trs_lib.companion import claims, pages, tables
+
+records = records.load_records()
 Markdown(
     "Each claim is decided by a paired difference between columns (same test points, same seeds) "
     "and its 95% interval: **reproduced** when the whole interval lies on the claim's side of its "

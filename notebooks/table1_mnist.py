@@ -34,16 +34,17 @@
 # data, fewer epochs), so the differences to the paper are expected to be large.
 # :::
 #
-# To regenerate the records: `python -m trs_lib.reproduce --tables 1 --scale cpu` (see
+# To regenerate the records: `python -m trs_lib.companion.reproduce --tables 1 --scale cpu` (see
 # {doc}`../book/results_summary`).
 
 # %% tags=["parameters"]
 scale = "cpu"   # cpu | paper: which grid's records to show
 
 # %%
-from trs_lib import pages, results
+from trs_lib import records
+from trs_lib.companion import pages, tables
 
-records = results.load_records()
+records = records.load_records()
 
 # %% [markdown]
 # ## Robust accuracy against the budget
@@ -120,7 +121,7 @@ pages.audit_tables(1, scale, records)
 # is a half-width of at most 6 points; where a row misses it, the last column says why: the
 # half-widths with only the seeds or only the points resampled show which noise sets the width.
 # The paper's best column per row is beside ours. Then the claims' verdicts, computed from the
-# same records by `trs_lib.claims`.
+# same records by `trs_lib.companion.claims`.
 
 # %%
 pages.headline_table(scale, records)
@@ -143,4 +144,4 @@ pages.records_links('1', scale, records)
 # * Every number above is read from `results/eval/*.json`; the executed notebook that produced
 #   it sits beside each record.
 # * The paper's Table 1 is typed once in `trs_lib.paper_numbers`; the grid that fills "ours" is
-#   `trs_lib.grid.table_cells("1", scale)`; this page's sections are `trs_lib.pages`.
+#   `trs_lib.companion.grid.table_cells("1", scale)`; this page's sections are `trs_lib.companion.pages`.

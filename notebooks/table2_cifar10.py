@@ -24,7 +24,7 @@
 # :class: note
 # Nothing: CIFAR-10 with ResNet-20 for 180 epochs with double backpropagation is GPU work, so the
 # CPU grid has no cell for this table and every "ours" below says **not run**. The same page shows
-# paper-scale records once `python -m trs_lib.reproduce --tables 2 --scale paper` has run on a
+# paper-scale records once `python -m trs_lib.companion.reproduce --tables 2 --scale paper` has run on a
 # GPU machine with CIFAR-10 on disk (set `scale = "paper"` below).
 # :::
 
@@ -32,9 +32,10 @@
 scale = "cpu"   # cpu | paper: which grid's records to show
 
 # %%
-from trs_lib import pages, results
+from trs_lib import records
+from trs_lib.companion import pages, tables
 
-records = results.load_records()
+records = records.load_records()
 
 # %% [markdown]
 # ## Robust accuracy against the budget
@@ -80,7 +81,7 @@ pages.audit_tables('2', scale, records)
 # %% [markdown]
 # ## The verdicts
 #
-# Computed from the same records by `trs_lib.claims` (also on the landing page).
+# Computed from the same records by `trs_lib.companion.claims` (also on the landing page).
 
 # %%
 pages.claims_table(page="table2_cifar10", scale=scale, records=records)
@@ -98,4 +99,4 @@ pages.records_links('2', scale, records)
 # ## Recap
 #
 # * At the CPU scale this page shows the paper's numbers only; the same page shows paper-scale
-#   records once `python -m trs_lib.reproduce --tables 2 --scale paper` has run.
+#   records once `python -m trs_lib.companion.reproduce --tables 2 --scale paper` has run.

@@ -35,9 +35,10 @@
 scale = "cpu"   # cpu | paper: which grid's records to show
 
 # %%
-from trs_lib import pages, results
+from trs_lib import records
+from trs_lib.companion import pages, tables
 
-records = results.load_records()
+records = records.load_records()
 
 # %% [markdown]
 # ## Table 3 (MNIST): robust accuracy against the budget
@@ -83,7 +84,7 @@ pages.audit_tables('3', scale, records)
 # %% [markdown]
 # ## The verdicts
 #
-# Computed from the same records by `trs_lib.claims` (also on the landing page).
+# Computed from the same records by `trs_lib.companion.claims` (also on the landing page).
 
 # %%
 pages.claims_table(page="table3_4_members_at", scale=scale, records=records)

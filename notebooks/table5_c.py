@@ -30,9 +30,10 @@
 scale = "cpu"   # cpu | paper: which grid's records to show
 
 # %%
-from trs_lib import pages, results
+from trs_lib import records
+from trs_lib.companion import pages, tables
 
-records = results.load_records()
+records = records.load_records()
 
 # %% [markdown]
 # ## Robust accuracy against the budget
@@ -78,7 +79,7 @@ pages.audit_tables('5', scale, records)
 # %% [markdown]
 # ## The verdicts
 #
-# Computed from the same records by `trs_lib.claims` (also on the landing page).
+# Computed from the same records by `trs_lib.companion.claims` (also on the landing page).
 
 # %%
 pages.claims_table(page="table5_c", scale=scale, records=records)

@@ -30,9 +30,10 @@
 scale = "cpu"   # cpu | paper: which grid's records to show
 
 # %%
-from trs_lib import pages, results
+from trs_lib import records
+from trs_lib.companion import pages, tables
 
-records = results.load_records()
+records = records.load_records()
 
 # %% [markdown]
 # ## The numbers
@@ -55,7 +56,7 @@ pages.scale_table('6', scale, records)
 # %% [markdown]
 # ## The verdicts
 #
-# Computed from the same records by `trs_lib.claims` (also on the landing page).
+# Computed from the same records by `trs_lib.companion.claims` (also on the landing page).
 
 # %%
 pages.claims_table(page="table6_ila", scale=scale, records=records)

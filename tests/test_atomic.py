@@ -21,7 +21,7 @@ from trs_lib import checkpoint as ckpt
 from trs_lib.atomic import CorruptFileError
 from trs_lib.ensemble import Ensemble, build_ensemble
 from trs_lib.models import SmallCNN
-from trs_lib.results import read_record, write_record
+from trs_lib.records import read_record, write_record
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = dict(dataset="mnist5k", method="vanilla", num_models=2, train_subset=128, batch_size=64,

@@ -107,10 +107,10 @@ def test_table6_cifar_row_shows_the_papers_numbers():
 
 @needs_book
 def test_one_noise_tolerance_wording():
-    from trs_lib.claims import BENIGN_MARGIN, MARGIN
+    from trs_lib.companion.claims import BENIGN_MARGIN, MARGIN
     rule = _norm(_page("notebooks/summary.html").text)
     assert f"{MARGIN:g} points for a claim" in rule and f"{BENIGN_MARGIN:g} point of clean" in rule, \
-        "the summary page does not state trs_lib.claims' margins"
+        "the summary page does not state trs_lib.companion.claims' margins"
     # One wording: verdicts come from intervals and margins, so no page may speak of a
     # tolerance "for noise" (the old rule, stated as two points in one place and three in another).
     for rel in ("notebooks/summary.html", "book/results_summary.html", "notebooks/table1_mnist.html",
@@ -170,7 +170,7 @@ def test_figures_page_does_not_claim_the_training_chapters_runs():
 
 @needs_book
 def test_landing_page_shows_every_claims_verdict_and_link():
-    from trs_lib import dashboard
+    from trs_lib.companion import dashboard
     page = _page("book/intro.html")
     html = (HTML / "book" / "intro.html").read_text(encoding="utf-8")
     for c in dashboard.claims("cpu"):
@@ -180,7 +180,7 @@ def test_landing_page_shows_every_claims_verdict_and_link():
                    None)
         assert row is not None, f"claim {c['id']} missing from the landing page"
         assert c["verdict"] in " ".join(row), f"claim {c['id']}: landing page disagrees with " \
-                                              f"trs_lib.claims ({c['verdict']})"
+                                              f"trs_lib.companion.claims ({c['verdict']})"
         assert f"../notebooks/{c['page']}.html" in html, f"no link to {c['page']}"
     assert 'class="verdict verdict-' in html
 
@@ -188,7 +188,7 @@ def test_landing_page_shows_every_claims_verdict_and_link():
 @needs_book
 def test_landing_page_agrees_with_the_claim_pages():
     """The verdict on the landing page is the verdict its page shows (stored outputs)."""
-    from trs_lib import dashboard
+    from trs_lib.companion import dashboard
     for c in dashboard.claims("cpu"):
         page = _page(f"notebooks/{c['page']}.html")
         rows = [r for t in page.tables for r in t if r and r[0].strip() == c["id"]
@@ -221,7 +221,7 @@ def test_mathjax_is_served_from_the_site():
 
 # ---------------------------------------------------------------- the library behind the pages
 def test_labels_as_the_paper_means_them():
-    from trs_lib.pages import label, readable
+    from trs_lib.companion.pages import label, readable
     assert label("ADP_{2,0.5}") == "ADP (α = 2, β = 0.5)"
     assert label("TRS (k = 3)") == "TRS (k = 3)"
     assert readable("best other ADP_{2,0.5} 80.5; ADP _{2,0.5}") == \
@@ -229,7 +229,7 @@ def test_labels_as_the_paper_means_them():
 
 
 def test_dashboard_from_no_records_says_not_yet_run(tmp_path):
-    from trs_lib import claims, dashboard
+    from trs_lib.companion import claims, dashboard
     text = dashboard.render("cpu", records={}, repo_url="https://example.org/trs")
     n = len(claims.check_claims("cpu", records={}))
     assert text.count("verdict-missing") >= n and "not yet run at this scale" in text
@@ -239,10 +239,10 @@ def test_dashboard_from_no_records_says_not_yet_run(tmp_path):
 
 
 def test_exported_records_have_no_absolute_paths(tmp_path):
-    from trs_lib import dashboard
+    from trs_lib.companion import dashboard
     from trs_lib.atomic import read_json
     src = tmp_path / "proj" / "results"
-    from trs_lib.results import write_record
+    from trs_lib.records import write_record
     write_record(src / "train" / "x.json", "train", {"run_dir": str(tmp_path / "proj" / "runs" / "x")},
                  {"final": {}}, 1.0)
     assert dashboard.export_records(tmp_path / "site", root=src) == 1

@@ -119,7 +119,7 @@ def _norm(text: str) -> str:
 
 
 def test_landing_page_shows_every_verdict(browser, site):
-    from trs_lib import dashboard
+    from trs_lib.companion import dashboard
     _open(browser, urljoin(site, "book/intro.html"))
     rows = browser.execute_script(
         "return Array.from(document.querySelectorAll('main table tr'))"

@@ -1,11 +1,11 @@
-"""trs_lib.claims: paired differences over seeds and points, the margin, the verdicts."""
+"""trs_lib.companion.claims: paired differences over seeds and points, the margin, the verdicts."""
 import zlib
 
 import numpy as np
 import pytest
 
-from trs_lib import claims as C
-from trs_lib import grid as G
+from trs_lib.companion import claims as C
+from trs_lib.companion import grid as G
 
 
 def _records(accs, target="1", parts=("whitebox", "worst_case"), n=200, shared=True, seeds=None):
@@ -108,7 +108,7 @@ def test_headline_differences_report_half_widths():
 
 
 def test_headline_table_shows_both_evaluations_with_the_claims_numbers():
-    from trs_lib import pages
+    from trs_lib.companion import pages
     accs = {c: 0.5 for c in T1} | {"trs": 0.7}
     recs = _records(accs, n=1000, shared=False)
     t = pages.headline_table("cpu", recs)

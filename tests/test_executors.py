@@ -1,4 +1,4 @@
-"""The driver's executors (trs_lib.executors): settings and their errors, the submission logic
+"""The driver's executors (trs_lib.companion.executors): settings and their errors, the submission logic
 against a fake Slurm, and the real job path through submitit's local executor."""
 import json
 import os
@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from trs_lib import executors as X
-from trs_lib import grid as G
+from trs_lib.companion import executors as X
+from trs_lib.companion import grid as G
 from trs_lib import paper_numbers as P
-from trs_lib import reproduce as R
-from trs_lib import results
+from trs_lib.companion import reproduce as R
+from trs_lib import records
+from trs_lib.companion import tables
 
 
 # ---------------------------------------------------------------- settings and bad input
@@ -216,7 +217,7 @@ def test_two_drivers_at_once_submit_each_cell_once(fake_slurm):
 def test_ledger_lock_names_its_holder_and_is_freed_when_the_holder_dies(tmp_path):
     ledger = tmp_path / "slurm" / "ledger.json"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from trs_lib import executors as X\n"
+        "import sys, time; from trs_lib.companion import executors as X\n"
         f"with X.ledger_lock({str(ledger)!r}, log=lambda m: None):\n"
         "    print('locked', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
     try:
@@ -249,7 +250,7 @@ def test_slurm_failed_job_is_reported_and_resubmitted_after_its_training(fake_sl
     summary = {"submitted": {}, "running": {}, "ran": [], "failed": {}, "skipped": [], "logs": {}}
     ledger = X.Ledger(Path(R.runs_dir()) / "slurm" / "ledger.json")
     logs = []
-    X.finish(grid[:2], ledger, Path(results.record_path(grid[0])).parents[1], summary, logs.append)
+    X.finish(grid[:2], ledger, Path(records.record_path(grid[0])).parents[1], summary, logs.append)
     err = summary["failed"][grid[0].name]
     assert "CUDA out of memory" in err and str(paths.stdout) in err
     assert summary["skipped"] == [grid[1].name]
@@ -267,11 +268,11 @@ def test_slurm_failed_job_is_reported_and_resubmitted_after_its_training(fake_sl
 def test_recorded_cells_are_never_submitted(fake_slurm):
     slurm, grid = fake_slurm
     tc = grid[0]
-    results.write_record(results.record_path(tc), "train", {}, {"final": {}}, 1.0)
+    records.write_record(records.record_path(tc), "train", {}, {"final": {}}, 1.0)
     s = R.reproduce(cells=grid[:2], executor="slurm", log=lambda m: None, progress=False)
     assert list(s["submitted"]) == [grid[1].name] and s["done"] == [tc.name]
     assert slurm["it"].submissions[0][2] is None  # its training is done: no dependency
-    results.write_record(results.record_path(grid[1]), "evaluate", {}, {"rows": []}, 1.0)
+    records.write_record(records.record_path(grid[1]), "evaluate", {}, {"rows": []}, 1.0)
     logs = []
     R.reproduce(cells=grid[:2], executor="slurm", log=logs.append, progress=False)
     assert R.UP_TO_DATE in logs and len(slurm["it"].submissions) == 1
@@ -290,11 +291,11 @@ def fake_runner(notebook, output, parameters, cwd):
         out = Path(parameters["out_dir"])
         out.mkdir(parents=True, exist_ok=True)
         (out / "weights.safetensors").write_bytes(b"w")
-        results.write_record(out / "record.json", "train", cfg.to_dict(),
+        records.write_record(out / "record.json", "train", cfg.to_dict(),
                              {"final": {}, "config_hash": config_hash(cfg)}, 1.0)
     else:
         rows = [{"key": r["key"], "accuracy": 0.5} for r in parameters["rows"]]
-        results.write_record(Path(parameters["out_json"]), "evaluate", {},
+        records.write_record(Path(parameters["out_json"]), "evaluate", {},
                              {"rows": rows, "n_test": 5}, 1.0)
 
 
@@ -316,12 +317,12 @@ def test_submitit_local_executor_runs_the_jobs(tmp_path, monkeypatch):
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert sorted(s["ran"]) == sorted([tc_ok.name, ec_ok.name]), logs
-    assert results.record_path(ec_ok).is_file() and results.notebook_path(ec_ok).is_file()
-    rec = results.read_record(results.record_path(ec_ok))
+    assert records.record_path(ec_ok).is_file() and records.notebook_path(ec_ok).is_file()
+    rec = records.read_record(records.record_path(ec_ok))
     assert rec["grid"]["train"] == tc_ok.name
     assert list(s["failed"]) == [tc_bad.name] and "boom in the cossim training" in s["failed"][tc_bad.name]
     assert "_log.out" in s["failed"][tc_bad.name] and s["skipped"] == [ec_bad.name]
-    assert not results.record_path(tc_bad).exists()
+    assert not records.record_path(tc_bad).exists()
 
 
 def _preempted_cell(send):

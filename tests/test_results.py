@@ -4,11 +4,12 @@ import json
 
 import pytest
 
-from trs_lib import grid as G
+from trs_lib.companion import grid as G
 from trs_lib import paper_numbers as P
-from trs_lib import reproduce as R
-from trs_lib import results
-from trs_lib.atomic import CorruptFileError
+from trs_lib.companion import reproduce as R
+from trs_lib import records
+from trs_lib.companion import tables
+from trs_lib.atomic import CorruptFileError, atomic_write_json
 
 
 # ---------------------------------------------------------------- the paper's numbers
@@ -40,18 +41,18 @@ def test_paper_numbers_spot_values_and_shared_cells():
 
 # ---------------------------------------------------------------- records
 def test_record_round_trip_and_corrupt_file(tmp_path):
-    path = results.write_record(tmp_path / "train" / "a.json", "train", {"lam": 0.1},
+    path = records.write_record(tmp_path / "train" / "a.json", "train", {"lam": 0.1},
                                 {"acc": 0.5}, wall_time_s=1.23456)
-    rec = results.read_record(path)
+    rec = records.read_record(path)
     assert rec["config"] == {"lam": 0.1} and rec["metrics"] == {"acc": 0.5}
     assert rec["provenance"]["wall_time_s"] == 1.235 and "torch" in rec["provenance"]["versions"]
     (tmp_path / "train" / "bad.json").write_text('{"kind": "train", "conf')
     messages = []
-    recs = results.load_records(tmp_path, warn=messages.append)
+    recs = records.load_records(tmp_path, warn=messages.append)
     assert list(recs) == ["train/a"] and recs["train/a"]["_path"] == "train/a.json"
     assert messages and "bad.json" in messages[0]
     with pytest.raises(CorruptFileError):
-        results.read_record(tmp_path / "train" / "bad.json")
+        records.read_record(tmp_path / "train" / "bad.json")
 
 
 # ---------------------------------------------------------------- the grid
@@ -135,12 +136,12 @@ def _fake_eval_record(cell, acc=0.5):
 def test_table_frame_reads_records_and_says_not_run(tmp_path):
     cells = G.table_cells("1", "cpu")
     tc = cells["train"]["trs"]
-    results.write_record(results.record_path(tc, tmp_path), "train", tc.config().to_dict(),
+    records.write_record(records.record_path(tc, tmp_path), "train", tc.config().to_dict(),
                          {"final": {"test_acc_ensemble": 0.98}}, 1.0)
     ec = cells["eval"][("trs", "whitebox")]
     rec = _fake_eval_record(ec, acc=0.9)
-    results.atomic_write_json(results.record_path(ec, tmp_path), rec)
-    df = results.table_frame(1, "cpu", root=tmp_path)
+    atomic_write_json(records.record_path(ec, tmp_path), rec)
+    df = tables.table_frame(1, "cpu", root=tmp_path)
     assert len(df) == 60
     trs = df[df.column == "trs"]
     assert (trs.ours == 90.0).all() and (trs.status == "ok").all()
@@ -148,9 +149,9 @@ def test_table_frame_reads_records_and_says_not_run(tmp_path):
     assert row["paper"] == 74.0 and row["diff"] == 16.0 and row["clean"] == 97.0
     assert "mnist5k" in row.scale and "500 test points" in row.scale
     others = df[df.column != "trs"]
-    assert others.ours.isna().all() and (others.status == results.NOT_RUN).all()
+    assert others.ours.isna().all() and (others.status == tables.NOT_RUN).all()
     # Table 2 (CIFAR-10) has no cells at scale cpu: every "ours" says not run
-    assert (results.table_frame(2, "cpu", root=tmp_path).status == results.NOT_RUN).all()
+    assert (tables.table_frame(2, "cpu", root=tmp_path).status == tables.NOT_RUN).all()
 
 
 # ---------------------------------------------------------------- the driver
@@ -176,12 +177,12 @@ class FakeRunner:
             out = Path(parameters["out_dir"])
             out.mkdir(parents=True, exist_ok=True)
             (out / "weights.safetensors").write_bytes(b"w")
-            results.write_record(out / "record.json", "train", cfg.to_dict(),
+            records.write_record(out / "record.json", "train", cfg.to_dict(),
                                  {"final": {}, "config_hash": config_hash(cfg)}, 1.0)
         else:
             from pathlib import Path
             rows = [{"key": r["key"], "accuracy": 0.5} for r in parameters["rows"]]
-            results.write_record(Path(parameters["out_json"]), "evaluate", {},
+            records.write_record(Path(parameters["out_json"]), "evaluate", {},
                                  {"rows": rows, "n_test": 5}, 1.0)
 
 
@@ -199,15 +200,15 @@ def test_driver_runs_skips_and_regenerates_only_a_deleted_record(tiny_grid, tmp_
     s = R.reproduce(cells=tiny_grid, runner=runner, log=logs.append, progress=False)
     assert len(s["ran"]) == 4 and not s["failed"] and len(runner.calls) == 4
     for c in tiny_grid:
-        assert results.record_path(c).is_file() and results.notebook_path(c).is_file()
-    rec = results.read_record(results.record_path(tiny_grid[1]))
+        assert records.record_path(c).is_file() and records.notebook_path(c).is_file()
+    rec = records.read_record(records.record_path(tiny_grid[1]))
     assert rec["grid"]["train"] == tiny_grid[0].name and rec["config"]["eval"]["suite"] == "transfer"
 
     logs.clear()
     s = R.reproduce(cells=tiny_grid, runner=runner, log=logs.append, progress=False)
     assert s["ran"] == [] and len(runner.calls) == 4 and R.UP_TO_DATE in logs
 
-    results.record_path(tiny_grid[3]).unlink()
+    records.record_path(tiny_grid[3]).unlink()
     s = R.reproduce(cells=tiny_grid, runner=runner, log=logs.append, progress=False)
     assert s["ran"] == [tiny_grid[3].name] and len(runner.calls) == 5
 
@@ -218,7 +219,7 @@ def test_driver_resumes_after_interrupt_and_goes_on_after_a_failure(tiny_grid):
         R.reproduce(cells=tiny_grid, runner=runner, log=lambda m: None, progress=False)
     done = [c for c, ok in R.plan(cells=tiny_grid) if ok]
     assert done == tiny_grid[:2]  # the vanilla column is kept, nothing half-written
-    assert not results.record_path(tiny_grid[2]).exists()
+    assert not records.record_path(tiny_grid[2]).exists()
 
     runner = FakeRunner(fail_on="'method': 'trs'")
     s = R.reproduce(cells=tiny_grid, runner=runner, log=lambda m: None, progress=False)
@@ -232,13 +233,13 @@ def test_driver_resumes_after_interrupt_and_goes_on_after_a_failure(tiny_grid):
 def test_driver_retrains_missing_weights_without_touching_the_training_record(tiny_grid):
     runner = FakeRunner()
     R.reproduce(cells=tiny_grid[:2], runner=runner, log=lambda m: None, progress=False)
-    before = results.record_path(tiny_grid[0]).read_text()
+    before = records.record_path(tiny_grid[0]).read_text()
     (R.run_dir(tiny_grid[0]) / "weights.safetensors").unlink()
-    results.record_path(tiny_grid[1]).unlink()
+    records.record_path(tiny_grid[1]).unlink()
     R.reproduce(cells=tiny_grid[:2], runner=runner, log=lambda m: None, progress=False)
     assert [n for n, _ in runner.calls] == ["train_trs.ipynb", "evaluate.ipynb",
                                             "train_trs.ipynb", "evaluate.ipynb"]
-    assert results.record_path(tiny_grid[0]).read_text() == before
+    assert records.record_path(tiny_grid[0]).read_text() == before
 
 
 def test_two_shards_run_every_cell_once_with_its_training(tiny_grid):
@@ -279,19 +280,19 @@ def test_committed_records_are_readable_and_belong_to_the_grid():
     executed notebook, and every evaluation's training has a record too."""
     from trs_lib.paths import results_dir
     messages = []
-    recs = results.load_records(results_dir(), warn=messages.append)
+    recs = records.load_records(results_dir(), warn=messages.append)
     assert not messages, messages
     grids = {}
     for key, rec in recs.items():
         kind, name = key.split("/", 1)
-        assert "grid" in rec, f"{key}: not written by trs_lib.reproduce"
+        assert "grid" in rec, f"{key}: not written by trs_lib.companion.reproduce"
         scale = rec["grid"]["scale"]
         if scale not in grids:
             grids[scale] = {f"{c.kind}/{c.name}" for c in G.cells_for(G.TARGETS, scale)}
         if key not in grids[scale]:
             # records of the grid before the regrid (issue 16) are all marked allow_dirty; any
             # other record must belong to the current grid
-            assert results.is_dirty(rec), f"{key}: not a cell of the {scale!r} grid (stale record?)"
+            assert records.is_dirty(rec), f"{key}: not a cell of the {scale!r} grid (stale record?)"
             continue
         assert (results_dir() / kind / f"{name}.ipynb").is_file(), f"{key}: executed notebook missing"
         if kind == "eval":
@@ -326,7 +327,7 @@ def test_cells_frame_means_over_seeds_with_intervals_and_flags_old_records():
         recs[f"eval/{ec.name}"] = _seeded_eval_record(ec, 0.5, with_correct=False, seed=seed)
         recs[f"train/{ec.train.name}"] = {"provenance": {"git_commit": "abc-dirty",
                                                          "allow_dirty": True}}
-    f = results.cells_frame("1", "cpu", recs)
+    f = tables.cells_frame("1", "cpu", recs)
     assert set(f.evaluation) == {"paper", "worst_case"}
     assert {"trs_published", "gal", "dverge"} <= set(f.column)  # the new columns, paper None
     assert f[f.column == "gal"].paper.isna().all()

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from trs_lib import executors as X
-from trs_lib import grid as G
+from trs_lib.companion import executors as X
+from trs_lib.companion import grid as G
 from trs_lib import paper_numbers as P
-from trs_lib import reproduce as R
-from trs_lib import results
+from trs_lib.companion import reproduce as R
+from trs_lib import records
+from trs_lib.companion import tables
 
 SLURM_DIR = Path(os.environ.get("TRS_SLURM_DIR", "/tmp/trs-slurm"))
 
@@ -85,7 +86,7 @@ def test_tiny_grid_on_slurm_with_dependency_resume_and_idempotence(slurm, tmp_pa
     while not ckpt.exists() and time.time() - t0 < 120:
         time.sleep(0.3)
     assert ckpt.exists(), f"no checkpoint after 120 s; log: {s['logs'][tc.name]}"
-    assert not results.record_path(tc).exists(), "the training finished before the preemption"
+    assert not records.record_path(tc).exists(), "the training finished before the preemption"
     # As submitit's SlurmJob._interrupt: SIGTERM, then the requeue signal (USR2), here 3 s apart.
     # Slurm sends SIGTERM to every process of the step, the notebook's kernel included; the job
     # must still be requeued, not end as failed, when its kernel's death is seen first.
@@ -110,14 +111,14 @@ def test_tiny_grid_on_slurm_with_dependency_resume_and_idempotence(slurm, tmp_pa
     assert s3["submitted"] == {} and sorted(s3["ran"]) == sorted([tc.name, ec.name]), (
         "\n".join(logs) + "\n--- the training job's stderr:\n" + _tail(s["logs"][tc.name]))
     for c in (tc, ec):
-        assert results.read_record(results.record_path(c))["grid"]["cell"] == c.name
-        assert results.notebook_path(c).is_file()
-    assert "resuming" in results.notebook_path(tc).read_text(), "the training did not resume"
+        assert records.read_record(records.record_path(c))["grid"]["cell"] == c.name
+        assert records.notebook_path(c).is_file()
+    assert "resuming" in records.notebook_path(tc).read_text(), "the training did not resume"
     # dependency order: the evaluation started after the training ended
     times = _times([train_id, eval_id])
     if train_id in times and eval_id in times:
         assert times[eval_id][0] >= times[train_id][1], times
-    assert (results.record_path(ec).stat().st_mtime > results.record_path(tc).stat().st_mtime)
+    assert (records.record_path(ec).stat().st_mtime > records.record_path(tc).stat().st_mtime)
 
     logs.clear()
     R.reproduce(cells=[tc, ec], executor="slurm", settings=slurm, log=logs.append, progress=False)

@@ -1,15 +1,16 @@
-"""trs_lib.zoo: the committed weights load in one call, match their checksums and reproduce
+"""trs_lib.companion.zoo: the committed weights load in one call, match their checksums and reproduce
 their record's clean accuracy; an empty zoo says so."""
 import pytest
 
-from trs_lib import grid as G
-from trs_lib import results, zoo
+from trs_lib.companion import grid as G
+from trs_lib import records
+from trs_lib.companion import tables, zoo
 from trs_lib.paths import results_dir
 
 
 @pytest.mark.parametrize("column,seed", zoo.available() or [pytest.param(
     None, None, marks=pytest.mark.skip(reason="the zoo is empty until the regrid commits weights "
-                                              "(python -m trs_lib.zoo build)"))])
+                                              "(python -m trs_lib.companion.zoo build)"))])
 def test_committed_zoo_entry_loads_and_matches_its_record(column, seed):
     ensemble, record = zoo.load(column, seed)  # checks the SHA-256 against the index
     e = record["zoo"]
@@ -38,17 +39,17 @@ def test_build_load_and_checksum(tmp_path, monkeypatch):
     tc = G.train_cell("trs", "mnist5k", "cpu", 0)
     ens = build_ensemble("small_cnn", "mnist5k", 3, seed=0).eval()
     save_weights(tmp_path / "runs" / tc.name / "weights", ens, tc.config().to_dict())
-    results.write_record(results.record_path(tc, root), "train", tc.config().to_dict(), {}, 1.0)
+    records.write_record(records.record_path(tc, root), "train", tc.config().to_dict(), {}, 1.0)
     ec = G.table_cells("1", "cpu", 0)["eval"][("trs", "worst_case")]
     n = 50
     acc = zoo.clean_accuracy(ens, "mnist5k", n)
-    results.write_record(results.record_path(ec, root), "evaluate", {},
+    records.write_record(records.record_path(ec, root), "evaluate", {},
                          {"rows": [], "n_test": n, "clean_accuracy": acc}, 1.0)
     logs = []
     out = zoo.build("cpu", 0, columns=["trs", "adp"], root=root, log=logs.append)
     assert [e["column"] for e in out] == ["trs"] and any("adp" in m and "left out" in m for m in logs)
     assert zoo.available(root) == [("trs", 0)]
-    assert results.load_records(root, warn=pytest.fail)  # the zoo's files are not records
+    assert records.load_records(root, warn=pytest.fail)  # the zoo's files are not records
     loaded, record = zoo.load("trs", 0, root=root)
     assert record["zoo"]["clean_accuracy"] == acc and record["config"]["method"] == "trs"
     assert zoo.clean_accuracy(loaded, "mnist5k", n) == acc
@@ -59,7 +60,7 @@ def test_build_load_and_checksum(tmp_path, monkeypatch):
 
 
 def test_zoo_index_sits_beside_the_records_without_being_one():
-    assert not any(k.startswith("zoo/") for k in results.load_records(results_dir(), warn=lambda m: None))
+    assert not any(k.startswith("zoo/") for k in records.load_records(results_dir(), warn=lambda m: None))
 
 
 def test_weights_with_a_dot_in_their_name_round_trip(tmp_path):

@@ -197,7 +197,7 @@ def ila_layer_sweep(ensemble, x: torch.Tensor, y: torch.Tensor, *, eps: float, l
 
 def spread_indices(n: int, k: int) -> torch.Tensor:
     """Indices of ``k`` evenly spaced points among ``n`` (first and last included; ``k <= n``):
-    the test points of every evaluation (``notebooks/evaluate``, :func:`trs_lib.zoo.eval_points`)
+    the test points of every evaluation (``notebooks/evaluate``, :func:`trs_lib.companion.zoo.eval_points`)
     and the CW rows' points when the scale runs CW on fewer (``mnist5k``'s test split is sorted
     by class, so the first ``k`` would miss classes)."""
     if isinstance(n, bool) or not isinstance(n, int) or isinstance(k, bool) or not isinstance(k, int) \
@@ -331,7 +331,7 @@ def _fraction_ok(v) -> bool:
 
 def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=None, settings=None,
                    *, surrogate=None, dataset: str = "mnist5k", progress: bool = True, log=print) -> dict:
-    """One evaluation suite (the unit of ``notebooks/evaluate.ipynb`` and of ``trs_lib.grid``).
+    """One evaluation suite (the unit of ``notebooks/evaluate.ipynb`` and of ``trs_lib.companion.grid``).
 
     * ``whitebox``: robust accuracy of the ensemble per row (CW steps from ``settings["cw_steps"]``).
     * ``audit``: APGD-CE / APGD-DLR rows (``settings["audit_steps"]``) and the sanity checks of

@@ -66,7 +66,7 @@ class PaperTable:
     caption: str
     source: str
     dataset: str | None                 # "mnist" or "cifar10"; None when rows carry their own
-    columns: tuple[str, ...]            # column keys (see trs_lib.grid for what each one trains)
+    columns: tuple[str, ...]            # column keys (see trs_lib.companion.grid for what each one trains)
     column_labels: tuple[str, ...]      # as printed in the paper
     rows: tuple[Row, ...]
     values: tuple[tuple[float | None, ...], ...]

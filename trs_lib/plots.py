@@ -41,7 +41,7 @@ def fmt_number(value, kind: str = "ours", missing: str = "not run") -> str:
 
 
 def paper_layout(frame, value: str = "ours", missing: str | None = None):
-    """One value of a ``trs_lib.results.table_frame`` in the paper's layout (rows: attack and
+    """One value of a ``trs_lib.companion.tables.table_frame`` in the paper's layout (rows: attack and
     budget; columns: the paper's column labels), as text so that "not run" is explicit.
 
     ``value``: ``paper``, ``ours``, ``diff`` (ours - paper) or ``audit`` (the adaptive audit's
@@ -98,7 +98,7 @@ def robustness_plot(frame, title=None):
     the strong worst case at the same budget: crosses with interval bars (dashed line); the
     paper's number: hollow diamonds (dotted line).
 
-    ``frame``: the long layout of ``trs_lib.pages.cells`` (``attack_label``, ``value``,
+    ``frame``: the long layout of ``trs_lib.companion.pages.cells`` (``attack_label``, ``value``,
     ``label``, ``evaluation``, ``ours``, ``lo``, ``hi``, ``paper``).
     """
     import matplotlib.pyplot as plt

@@ -23,7 +23,7 @@ The rliable way: every aggregate comes with an interval estimate.
 * :func:`interval_sources`: why an interval is wide: the half-widths of a seeds-only and a
   points-only bootstrap of the same array (which noise more seeds or more points would cut).
 * :func:`verdict`: the rule that turns an interval and the claim's margin into
-  ``reproduced`` / ``not reproduced`` / ``inconclusive`` (defined in ``trs_lib.claims``).
+  ``reproduced`` / ``not reproduced`` / ``inconclusive`` (defined in ``trs_lib.companion.claims``).
 
 With 3 seeds the seed part of the bootstrap is coarse (a resample of 3 values takes 10
 distinct forms); the interval is still wider than a points-only one, as it should be.

@@ -38,7 +38,7 @@ from .models import set_data_parallel
 from .evaluate import gradient_cosine, member_accuracies
 from .recipes import TrainConfig, config_hash, make_config
 from .paths import display_path, runs_dir
-from .results import read_record, write_record
+from .records import read_record, write_record
 
 __all__ = ["train", "TrainResult", "NumericalError", "resolve_device", "default_run_dir",
            "COS_EVAL_POINTS", "TRAIN_PARAMETERS", "check_notebook_parameters"]

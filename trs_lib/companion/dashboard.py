@@ -1,8 +1,8 @@
 """The book's landing page as a dashboard, generated from the records (never typed by hand).
 
-``python -m trs_lib.dashboard book/_generated/dashboard.md`` (run by ``make book``) writes the
+``python -m trs_lib.companion.dashboard book/_generated/dashboard.md`` (run by ``make book``) writes the
 MyST fragment that ``book/intro.md`` includes: every claim of the paper with its verdict as a
-coloured badge, its interval, its scale and a link to its page (``trs_lib.claims``); the theory
+coloured badge, its interval, its scale and a link to its page (``trs_lib.companion.claims``); the theory
 findings (``trs_lib.theory.findings``, when the theory chapter provides them); the set-up
 commands and one CPU and one GPU command with the wall times measured by their records.
 The pages and the dashboard call the same functions, so they cannot disagree.
@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from . import grid
-from . import results as R
+from ..records import cell_record, load_records
+from . import tables as R
 
 __all__ = ["claims", "theory_findings", "commands", "render", "write", "badge", "VERDICT_CLASS"]
 
@@ -57,11 +58,11 @@ def _dataset_of(page: str) -> str:
 
 
 def claims(scale="cpu", records=None, root=None) -> list[dict]:
-    """Every claim of ``trs_lib.claims.check_claims`` (contract C4) as a dict with ``id``,
+    """Every claim of ``trs_lib.companion.claims.check_claims`` (contract C4) as a dict with ``id``,
     ``text``, ``source``, ``page``, ``verdict``, ``interval`` (text, with the margin), ``scale``
     (text) and ``evidence``."""
     from . import claims as C
-    records = R.load_records(root) if records is None else records
+    records = load_records(root) if records is None else records
     rows = C.check_claims(scale, records)
     sc = grid.scale(scale)
     out = []
@@ -83,13 +84,13 @@ def _short_scale(sc, paper_dataset: str) -> str:
 
 def theory_findings() -> list[dict]:
     """``trs_lib.theory.findings()`` (contract C5)."""
-    from . import theory
+    from .. import theory
     return [dict(f) for f in theory.findings()]
 
 
 def errata_count(path=None) -> int:
     """How many numbered items ``book/errata.md`` lists (its ``## N.`` headings)."""
-    path = Path(path) if path else Path(__file__).resolve().parents[1] / "book" / "errata.md"
+    path = Path(path) if path else Path(__file__).resolve().parents[2] / "book" / "errata.md"
     if not path.is_file():
         return 0
     return len(re.findall(r"^## \d+\.", path.read_text(encoding="utf-8"), flags=re.M))
@@ -99,7 +100,7 @@ def _wall(records, cells) -> tuple[float, int, int, str]:
     """Summed wall time (s) of the records of ``cells``, how many ran, of how many, hardware."""
     total, ran, hw = 0.0, 0, ""
     for cell in cells:
-        rec = R.cell_record(cell, records)
+        rec = cell_record(cell, records)
         if rec is None:
             continue
         ran += 1
@@ -118,7 +119,7 @@ def _table_cells(table_id, scale):
 def commands(records=None, root=None) -> list[dict]:
     """The set-up commands and one CPU and one GPU command, each with its measured wall time
     (the sum of its records' wall times) or a sentence saying it has not been measured."""
-    records = R.load_records(root) if records is None else records
+    records = load_records(root) if records is None else records
     out = [dict(what="set up and build this book", command=SETUP_COMMANDS[0], time=""),
            dict(what="set up and run the tests", command=SETUP_COMMANDS[1], time="")]
     for what, table, scale, extra in (
@@ -159,7 +160,7 @@ def _cell(text: str) -> str:
 
 def render(scale="cpu", records=None, root=None, repo_url=None) -> str:
     """The dashboard as MyST Markdown (included by ``book/intro.md``)."""
-    records = R.load_records(root) if records is None else records
+    records = load_records(root) if records is None else records
     cl = claims(scale, records)
     counts = {}
     for c in cl:
@@ -167,7 +168,7 @@ def render(scale="cpu", records=None, root=None, repo_url=None) -> str:
     sc = grid.scale(scale)
     lines = [f"## The paper's claims at the {scale.upper()} scale", "",
              ", ".join(f"{badge(v)} {n}" for v, n in counts.items()) + ". Computed from the "
-             "run records under `results/` by `trs_lib.claims`; each claim links to its page.", "",
+             "run records under `results/` by `trs_lib.companion.claims`; each claim links to its page.", "",
              "```{list-table}", ":header-rows: 1", ":class: dashboard",
              ":widths: 40 14 22 10 14", "",
              "* - claim", "  - verdict", "  - paired difference, points [95% interval]", "  - scale", "  - page"]
@@ -228,13 +229,13 @@ def export_records(dest, root=None) -> int:
     """Copy every run record under ``results/`` to ``dest`` (the site's download folder), with
     paths of the machine that ran it made relative to the project and the checksum renewed, and
     the zoo's weights (``results/zoo``) as they are. Returns how many records it wrote."""
-    from .atomic import atomic_write_json
-    from .paths import results_dir
+    from ..atomic import atomic_write_json
+    from ..paths import results_dir
     src = Path(root or results_dir())
     project = str(src.resolve().parent)
     dest = Path(dest)
     n = 0
-    for key, rec in R.load_records(src).items():
+    for key, rec in load_records(src).items():
         rec = {k: v for k, v in rec.items() if not k.startswith("_")}
         out = dest / f"{key}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -258,10 +259,10 @@ def write(path, scale="cpu", root=None) -> Path:
     return path
 
 
-if __name__ == "__main__":  # python -m trs_lib.dashboard OUT.md [--records DIR]
+if __name__ == "__main__":  # python -m trs_lib.companion.dashboard OUT.md [--records DIR]
     args = sys.argv[1:]
     if len(args) not in (1, 3) or (len(args) == 3 and args[1] != "--records"):
-        sys.exit("usage: python -m trs_lib.dashboard OUT.md [--records DOWNLOAD_DIR]")
+        sys.exit("usage: python -m trs_lib.companion.dashboard OUT.md [--records DOWNLOAD_DIR]")
     print(f"dashboard: {write(args[0])}")
     if len(args) == 3:
         print(f"records for download: {export_records(args[2])} in {args[2]}")

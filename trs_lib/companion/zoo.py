@@ -1,7 +1,7 @@
 """The CPU-scale model zoo: the committed seed-0 weights of every column, one call to load
 (RobustBench's ``load_model``), so anyone can attack our ensembles with their own code.
 
-    from trs_lib import zoo
+    from trs_lib.companion import zoo
     zoo.available()                        # [("trs", 0), ("adp", 0), ...]
     ensemble, record = zoo.load("trs")     # checksum verified; record = its training's record
 
@@ -9,7 +9,7 @@ Weights live under ``results/zoo/``: ``<column>-seed<k>.safetensors`` with the s
 ``<column>-seed<k>.json`` that ``trs_lib.checkpoint.load_weights`` reads (nothing is ever
 unpickled), and ``index.json`` listing each entry with the SHA-256 of its weights, its
 training's record and the clean accuracy that record's evaluation measured on its test points.
-The zoo is filled after a regrid by ``python -m trs_lib.zoo build`` (copies the seed-0 weights
+The zoo is filled after a regrid by ``python -m trs_lib.companion.zoo build`` (copies the seed-0 weights
 of the grid's columns from ``runs/``, at most :data:`MAX_MB` MB in all, in the driver's column
 order) and is empty until then.
 """
@@ -20,7 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .atomic import atomic_write_json, read_json, sha256_file
+from ..atomic import atomic_write_json, read_json, sha256_file
 
 __all__ = ["available", "load", "entries", "build", "eval_points", "clean_accuracy", "zoo_dir",
            "ZooError", "MAX_MB", "INDEX"]
@@ -36,7 +36,7 @@ class ZooError(RuntimeError):
 
 def zoo_dir(root=None) -> Path:
     """``<results>/zoo`` (``root``: a results folder; default ``results/``)."""
-    from .paths import results_dir
+    from ..paths import results_dir
     return Path(root or results_dir()) / "zoo"
 
 
@@ -63,7 +63,7 @@ def _entry(column, seed, root) -> dict:
     have = available(root)
     raise ZooError(f"no ensemble {column!r} with seed {seed} in the zoo; available: "
                    + (str(have) if have else "none (the zoo is empty until the regrid commits "
-                                               "weights: python -m trs_lib.zoo build)"))
+                                               "weights: python -m trs_lib.companion.zoo build)"))
 
 
 def load(column: str, seed: int = 0, root=None, device="cpu"):
@@ -71,8 +71,8 @@ def load(column: str, seed: int = 0, root=None, device="cpu"):
     ``"trs_published"``): the weights' SHA-256 is checked against the index before loading,
     ``record`` is its training's record with ``zoo`` (the index entry: clean accuracy, test
     points, evaluation record) added."""
-    from .checkpoint import load_weights
-    from .results import read_record
+    from ..checkpoint import load_weights
+    from ..records import read_record
     e = _entry(column, seed, root)
     folder = zoo_dir(root)
     st = folder / e["weights"]
@@ -91,8 +91,8 @@ def load(column: str, seed: int = 0, root=None, device="cpu"):
 def eval_points(dataset: str, n: int | None, root=None):
     """The test points an evaluation attacks: ``n`` points spread evenly over the test split
     (``notebooks/evaluate``'s choice; all of them when ``n`` is None or the split's size)."""
-    from . import data
-    from .evaluate import spread_indices
+    from .. import data
+    from ..evaluate import spread_indices
     x, y = data.load(dataset, "test", root=root)
     n = len(x) if n is None else min(int(n), len(x))
     idx = spread_indices(len(x), n)
@@ -112,7 +112,7 @@ def clean_accuracy(ensemble, dataset: str, n: int | None) -> float:
 def _clean_from_records(column, seed, scale, records):
     """(clean accuracy, n, eval record key) from the column's evaluations, or Nones."""
     from . import grid as G
-    from .results import cell_record
+    from ..records import cell_record
     for target in ("1", "3", "5", "fig2", "r20"):
         if seed not in G.seeds_for(target, scale):
             continue
@@ -134,8 +134,8 @@ def build(scale="cpu", seed: int = 0, columns=None, root=None, max_mb: float = M
     training record, weights or a clean accuracy in its evaluation records is left out (and
     said). Returns the index's entries."""
     from . import grid as G
-    from .paths import display_path, runs_dir
-    from .results import load_records, cell_record
+    from ..paths import display_path, runs_dir
+    from ..records import load_records, cell_record
     records = load_records(root)
     columns = list(columns) if columns is not None else [
         c for c in G.PRIORITY if any(c in G.table_columns(t) for t in ("1", "3", "5", "r20"))
@@ -174,7 +174,7 @@ def build(scale="cpu", seed: int = 0, columns=None, root=None, max_mb: float = M
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m trs_lib.zoo", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m trs_lib.companion.zoo", description=__doc__.split("\n\n")[0])
     ap.add_argument("command", choices=["list", "build"])
     ap.add_argument("--scale", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
         print(f"{e['column']:>18s} seed {e['seed']}: clean {100 * e['clean_accuracy']:.1f}% on "
               f"{e['n_test']} points, {e['bytes'] / 2**20:.1f} MB, sha256 {e['sha256'][:12]}")
     if not entries():
-        print("the zoo is empty (it is filled after the regrid: python -m trs_lib.zoo build)")
+        print("the zoo is empty (it is filled after the regrid: python -m trs_lib.companion.zoo build)")
     return 0
 
 

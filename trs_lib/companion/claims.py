@@ -45,10 +45,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import grid as G
-from .attacks import presets as _presets
-from . import paper_numbers as P
-from . import results as R
-from . import stats as S
+from ..attacks import presets as _presets
+from .. import paper_numbers as P
+from ..records import cell_record, load_records
+from . import tables as R
+from .. import stats as S
 
 __all__ = ["Claim", "CLAIMS", "check_claims", "compare_frame", "headline_differences", "width_reason",
            "rows_of", "MARGIN", "BENIGN_MARGIN", "HALF_WIDTH_TARGET", "REPRODUCED", "NOT_REPRODUCED",
@@ -80,7 +81,7 @@ def _result(verdict, evidence, estimate=None, lo=None, hi=None, margin=MARGIN) -
 # ------------------------------------------------------------------------ rows and differences
 def rows_of(target, evaluation, scale="cpu"):
     """``[(label, eval part, entry key)]`` of a table under an evaluation (the worst case: at the
-    budgets the scale runs it, :func:`trs_lib.grid.worst_case_rows`)."""
+    budgets the scale runs it, :func:`trs_lib.companion.grid.worst_case_rows`)."""
     if target == "r20":
         rows = P.MNIST_WHITEBOX_ROWS
     else:
@@ -130,7 +131,7 @@ def compare_frame(target, column, others, evaluation="paper", scale="cpu", recor
     """
     import pandas as pd
     target = G.normalise_target(target)
-    records = R.load_records(root) if records is None else records
+    records = load_records(root) if records is None else records
     cells = R.seed_cells(target, scale)
     # the seeds the scale trains each column with (fewer for a column the budget cuts)
     want = {c: {s for s, by in cells.items() if c in by["train"]} for c in (column, *others)}
@@ -266,7 +267,7 @@ def _transfer_matrices(scale, records):
         cells = G.table_cells("fig2", scale, seed)
         for col in ("vanilla", "trs"):
             ec = cells["eval"].get((col, "transfer"))
-            rec = R.cell_record(ec, records) if ec else None
+            rec = cell_record(ec, records) if ec else None
             for entry in (rec or {}).get("metrics", {}).get("rows", []):
                 if entry.get("matrix") is not None:
                     out.setdefault((col, entry.get("attack")), []).append(np.asarray(entry["matrix"], float))
@@ -312,7 +313,7 @@ def _benign(scale, records, evaluation):
         cells = G.table_cells("fig2", scale, seed)
         for col in acc:
             ec = cells["eval"].get((col, "transfer"))
-            rec = R.cell_record(ec, records) if ec else None
+            rec = cell_record(ec, records) if ec else None
             m = (rec or {}).get("metrics", {})
             if m.get("clean_accuracy") is not None and m.get("n_test"):
                 acc[col][seed], n = float(m["clean_accuracy"]), int(m["n_test"])
@@ -395,7 +396,7 @@ def _smoothness(scale, records, evaluation):
     for seed, cells in R.seed_cells("fig2", scale).items():
         for col in per:
             ec = cells["eval"].get((col, "smoothness"))
-            entry = R._entry(R.cell_record(ec, records), key) if ec else None
+            entry = R._entry(cell_record(ec, records), key) if ec else None
             if entry is not None and entry.get("values"):
                 per[col][seed] = np.asarray(entry["values"], dtype=float)
     seeds = [s for s in per["trs"] if s in per["vanilla"]
@@ -465,7 +466,7 @@ def check_claims(scale="cpu", records: dict | None = None, root=None) -> list[di
     ``text``, ``source``, ``page``, ``evaluation`` (``paper``, ``worst_case`` or ``n/a``),
     ``verdict``, ``estimate``, ``lo``, ``hi`` (the difference and its 95% interval in points,
     None when not run), ``margin`` (points) and ``evidence``."""
-    records = R.load_records(root) if records is None else records
+    records = load_records(root) if records is None else records
     out = []
     for c in CLAIMS:
         for ev in c.evaluations:

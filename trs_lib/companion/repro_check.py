@@ -1,10 +1,10 @@
 """Reproduction check (issue 16): retrain one committed TRS cell from this commit and check
 that its clean and worst-case accuracies fall inside the committed record's intervals.
 
-    make repro-check                                     # = python -m trs_lib.repro_check
-    python -m trs_lib.repro_check --column trs --seed 0  # which cell of Table 1
+    make repro-check                                     # = python -m trs_lib.companion.repro_check
+    python -m trs_lib.companion.repro_check --column trs --seed 0  # which cell of Table 1
 
-It reruns the cell exactly as the driver does (``trs_lib.reproduce.run_cell``: the training
+It reruns the cell exactly as the driver does (``trs_lib.companion.reproduce.run_cell``: the training
 notebook, then the ``worst_case`` evaluation notebook) into temporary ``runs/`` and
 ``results/`` folders, so the committed store is untouched, then compares with the committed
 records: the clean accuracy against the Wilson interval of the committed one, each worst-case
@@ -26,7 +26,7 @@ __all__ = ["check", "compare", "main"]
 
 
 def _interval(entry, n):
-    from .stats import wilson_interval
+    from ..stats import wilson_interval
     if entry.get("ci95"):
         return tuple(float(v) for v in entry["ci95"])
     return wilson_interval(round(float(entry["accuracy"]) * n), n)
@@ -35,7 +35,7 @@ def _interval(entry, n):
 def compare(old: dict, new: dict) -> list[dict]:
     """Rows ``{what, committed, interval, rerun, inside, points_changed}`` comparing a
     committed evaluation record with a rerun of the same cell (fractions)."""
-    from .stats import wilson_interval
+    from ..stats import wilson_interval
     mo, mn = old["metrics"], new["metrics"]
     n = int(mo["n_test"])
     out = [dict(what="clean accuracy", committed=mo["clean_accuracy"],
@@ -80,7 +80,7 @@ def check(column="trs", seed=0, scale="cpu", out=None, keep=False, log=print) ->
     """Run the check; returns the exit status (module docstring)."""
     from . import grid as G
     from . import reproduce as D
-    from .results import cell_record, dirty_files, git_commit, load_records, read_record, record_path
+    from ..records import cell_record, dirty_files, git_commit, load_records, read_record, record_path
     records = load_records()
     cells = G.table_cells("1", scale, seed)
     if column not in cells["train"]:
@@ -114,7 +114,7 @@ def check(column="trs", seed=0, scale="cpu", out=None, keep=False, log=print) ->
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m trs_lib.repro_check",
+    ap = argparse.ArgumentParser(prog="python -m trs_lib.companion.repro_check",
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("--column", default="trs", help="a column of Table 1 (default: trs)")
     ap.add_argument("--seed", type=int, default=0)

@@ -38,9 +38,9 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 
-from . import paper_numbers as P
-from .attacks import presets as _presets
-from .recipes import config_hash, make_config
+from .. import paper_numbers as P
+from ..attacks import presets as _presets
+from ..recipes import config_hash, make_config
 
 __all__ = ["Scale", "SCALES", "COLUMNS", "EXTRA_COLUMNS", "table_columns", "SUITES", "TrainCell", "EvalCell", "WorstCaseRow",
            "TARGETS", "scale", "cells_for", "table_cells", "seeds_for", "train_cell", "whitebox_rows",

@@ -1,225 +1,19 @@
-"""The results store: one JSON per run with its provenance, written atomically, and its reader.
+"""Tables built from the records: every number of a page read from ``results/``.
 
-A record holds ``kind`` (``train``, ``evaluate``, ...), ``config``, ``metrics`` and
-``provenance`` (git commit, package versions, hardware, wall time). Records are named by the
-hash of their config, so rerunning a finished run is a no-op.
-
-The grid of the paper's tables (``trs_lib.grid``) keeps one record per cell under
-``results/<kind>/<cell name>.json`` with the executed notebook beside it
-(``<cell name>.ipynb``). :func:`load_records` reads them all; :func:`table_frame` puts the
-paper's number and ours side by side for every cell of a table, :func:`transfer_frames` does
-the same for the transfer matrices of Figures 2-4. Nothing here computes a number: every
-"ours" comes from a record, and a cell without a record says ``not run``.
+:func:`cells_frame` gives every cell of a table over the seeds of a scale with its 95%
+interval; :func:`table_frame` and :func:`transfer_frames` put the paper's number and ours side
+by side (Tables 1-6, Figures 2-4). Nothing here computes a number from a model: every "ours"
+comes from a record, and a cell without a record says ``not run``.
 """
 from __future__ import annotations
 
-import datetime
-import os
-import platform
-import subprocess
-from pathlib import Path
+from ..records import cell_record, is_dirty, load_records
 
-from .atomic import atomic_write_bytes, atomic_write_json, read_json
-
-__all__ = ["provenance", "hardware", "git_commit", "dirty_files", "check_clean_tree",
-           "DirtyTreeError", "mark_allow_dirty", "is_dirty", "relativize_notebook", "cells_frame", "row_results",
-           "RowResults", "EVALUATIONS", "seed_cells", "write_record", "read_record", "record_path",
-           "notebook_path", "load_records", "cell_record", "robust_accuracy", "table_frame",
-           "transfer_frames", "ila_frame", "scale_of", "audit_checks_frame", "audit_details",
-           "NOT_RUN"]
+__all__ = ["cells_frame", "row_results", "RowResults", "EVALUATIONS", "seed_cells",
+           "robust_accuracy", "table_frame", "transfer_frames", "ila_frame", "scale_of",
+           "audit_checks_frame", "audit_details", "NOT_RUN"]
 
 NOT_RUN = "not run"
-
-_RECORD_KEYS = ("kind", "config", "metrics", "provenance")
-# Folders of the results store that hold no run records (the model zoo's weights and index).
-_NOT_RECORDS = ("zoo",)
-
-
-# Paths whose changes do not make a run's code dirty: the results store itself (the driver
-# writes records there while it runs).
-_NOT_CODE = ("results",)
-
-
-def dirty_files(root=None) -> list[str]:
-    """Tracked files of the working tree at ``root`` (default: the project) that differ from
-    HEAD, and untracked files git does not ignore, outside ``results/``: what makes a
-    run's code differ from its commit. ``[]`` for a clean tree; ``None`` outside a git work tree."""
-    from .paths import project_root
-    root = Path(root or project_root())
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal", "--", "."]
-                             + [f":(exclude){p}" for p in _NOT_CODE], cwd=root,
-                             capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return sorted({line[3:].split(" -> ")[-1].strip().strip('"') for line in out.stdout.splitlines()
-                   if line.strip()})
-
-
-class DirtyTreeError(RuntimeError):
-    """The working tree has changes, so a record written now would not name its code."""
-
-
-def check_clean_tree(root=None, allow_dirty: bool = False, results_root=None) -> list[str]:
-    """Refuse a dirty working tree (issue 16): raise :class:`DirtyTreeError` naming the
-    changed files unless ``allow_dirty`` (then the records are marked, see
-    :func:`mark_allow_dirty`). Returns the changed files (``[]`` when clean).
-
-    ``results_root``: where the records will go; a folder outside the project (a test's or a
-    benchmark's temporary results) is not the committed store and is not checked."""
-    from .paths import project_root
-    root = Path(root or project_root())
-    if results_root is not None:
-        try:
-            Path(results_root).resolve().relative_to(root.resolve())
-        except ValueError:
-            return []
-    files = dirty_files(root)
-    if files is None:
-        raise DirtyTreeError("not inside a git work tree: a record could not name the commit of "
-                             "its code; run from a clone, or pass --allow-dirty")
-    if files and not allow_dirty:
-        shown = ", ".join(files[:20]) + (f" and {len(files) - 20} more" if len(files) > 20 else "")
-        raise DirtyTreeError(f"the working tree has {len(files)} changed file(s): {shown}. Commit "
-                             "them (or stash them) so that each record names the code that made "
-                             "it, or pass --allow-dirty to write records marked as such")
-    return files
-
-
-def mark_allow_dirty(record: dict) -> dict:
-    """Mark a record whose commit is ``-dirty`` (``provenance.allow_dirty = True``): pages warn
-    about it and the provenance test accepts it. Returns the record."""
-    prov = record.setdefault("provenance", {})
-    if str(prov.get("git_commit", "")).endswith("-dirty"):
-        prov["allow_dirty"] = True
-    return record
-
-
-def relativize_notebook(path, root=None) -> Path:
-    """Rewrite an executed notebook so that it names no absolute path of this machine: the
-    project root (``<root>/``) is removed from its metadata and outputs (papermill's
-    ``input_path``/``output_path``, messages that print a run folder). Returns ``path``."""
-    import json as _json
-    from .paths import project_root
-    path = Path(path)
-    prefix = str(Path(root or project_root()).resolve()) + "/"
-    text = path.read_text(encoding="utf-8")
-    if prefix in text or _json.dumps(prefix)[1:-1] in text:
-        text = text.replace(prefix, "").replace(_json.dumps(prefix)[1:-1], "")
-        atomic_write_bytes(path, text.encode("utf-8"))
-    return path
-
-
-def is_dirty(record: dict | None) -> bool:
-    """Whether a record was written from a dirty tree (marked or not)."""
-    prov = (record or {}).get("provenance", {})
-    return bool(prov.get("allow_dirty")) or str(prov.get("git_commit", "")).endswith("-dirty")
-
-
-def git_commit(cwd=None) -> str:
-    """The commit of the working tree (with ``-dirty`` if tracked files outside ``results/``
-    have changes), or ``unknown``."""
-    cwd = cwd or Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."]
-                               + [f":(exclude){p}" for p in _NOT_CODE], cwd=top or cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (commit + ("-dirty" if dirty else "")) if commit else "unknown"
-
-
-def hardware(device=None) -> dict:
-    import torch
-    hw = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-          "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-          "device": str(device) if device is not None else "cpu"}
-    if torch.cuda.is_available():
-        hw["gpu"] = torch.cuda.get_device_name(0)
-    return hw
-
-
-def provenance(wall_time_s: float, device=None) -> dict:
-    import numpy
-    import torch
-    return {"git_commit": git_commit(), "hardware": hardware(device), "wall_time_s": round(wall_time_s, 3),
-            "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                         "numpy": numpy.__version__},
-            "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-
-
-def write_record(path, kind: str, config: dict, metrics: dict, wall_time_s: float, device=None,
-                 extra: dict | None = None) -> Path:
-    """Write one run record atomically to ``path``."""
-    record = {"kind": kind, "config": config, "metrics": metrics,
-              "provenance": provenance(wall_time_s, device)}
-    if extra:
-        record.update(extra)
-    return atomic_write_json(path, record, checksum=True)  # read_record verifies the checksum
-
-
-def read_record(path) -> dict:
-    """Read a run record, checking it has every section (a clear error names the file)."""
-    record = read_json(path)
-    missing = [k for k in _RECORD_KEYS if k not in record]
-    if missing:
-        from .atomic import CorruptFileError
-        raise CorruptFileError(f"{path}: not a run record, missing {missing}")
-    wrong = [k for k in ("config", "metrics", "provenance") if not isinstance(record[k], dict)]
-    if wrong:
-        from .atomic import CorruptFileError
-        raise CorruptFileError(f"{path}: not a run record, {wrong} should be JSON objects")
-    return record
-
-
-# ------------------------------------------------------------------------------ the reader
-def record_path(cell, root=None) -> Path:
-    """``<results dir>/<cell kind>/<cell name>.json`` for a grid cell (``trs_lib.grid``)."""
-    from .paths import results_dir
-    return Path(root or results_dir()) / cell.kind / f"{cell.name}.json"
-
-
-def notebook_path(cell, root=None) -> Path:
-    """The executed notebook of a cell, beside its record."""
-    return record_path(cell, root).with_suffix(".ipynb")
-
-
-def load_records(root=None, warn=None) -> dict:
-    """Every run record under ``root`` (default ``results/``), keyed ``<kind>/<name>``.
-
-    A file that is not a readable record is skipped with a message through ``warn``
-    (default: ``warnings.warn``), never silently used.
-    """
-    import warnings
-    from .atomic import CorruptFileError
-    from .paths import results_dir
-    root = Path(root or results_dir())
-    warn = warn or (lambda msg: warnings.warn(msg, stacklevel=2))
-    out = {}
-    if not root.is_dir():
-        return out
-    for path in sorted(root.glob("*/*.json")):
-        if path.parent.name in _NOT_RECORDS:
-            continue
-        try:
-            rec = read_record(path)
-        except CorruptFileError as err:
-            warn(f"skipping {path}: {err}")
-            continue
-        rec["_path"] = str(path.relative_to(root))
-        out[f"{path.parent.name}/{path.stem}"] = rec
-    return out
-
-
-def cell_record(cell, records: dict) -> dict | None:
-    """The record of a grid cell, or None when it has not run."""
-    return records.get(f"{cell.kind}/{cell.name}")
 
 
 def _as_percent(v):
@@ -261,7 +55,8 @@ def audit_checks_frame(table_id, scale="cpu", records: dict | None = None, root=
     """The audit's sanity checks per column of Table ``table_id`` (1-5): status of each check
     (``pass``, ``FAIL``, ``skipped``) with its eps, or ``not run``."""
     import pandas as pd
-    from . import grid, paper_numbers as P
+    from .. import paper_numbers as P
+    from . import grid
     tab = P.table(table_id)
     records = load_records(root) if records is None else records
     cells = grid.table_cells(tab.id, scale)
@@ -284,7 +79,8 @@ def audit_checks_frame(table_id, scale="cpu", records: dict | None = None, root=
 def audit_details(table_id, scale="cpu", records: dict | None = None, root=None):
     """One sentence per (column, check) from the audit records: what was measured."""
     import pandas as pd
-    from . import grid, paper_numbers as P
+    from .. import paper_numbers as P
+    from . import grid
     tab = P.table(table_id)
     records = load_records(root) if records is None else records
     cells = grid.table_cells(tab.id, scale)
@@ -303,7 +99,7 @@ def _audit_value(record, row) -> float | None:
     if record is None or row.param != "eps":
         return None
     from .grid import AUDIT_ATTACKS
-    from .paper_numbers import Row
+    from ..paper_numbers import Row
     vals = [robust_accuracy(record, Row(a, "eps", row.value)) for a in AUDIT_ATTACKS]
     vals = [v for v in vals if v is not None]
     return min(vals) if vals else None
@@ -319,7 +115,8 @@ def table_frame(table_id, scale="cpu", records: dict | None = None, root=None):
     ``scale`` (read from the records) and ``status`` (``ok`` or ``not run``).
     """
     import pandas as pd
-    from . import grid, paper_numbers as P
+    from .. import paper_numbers as P
+    from . import grid
     tab = P.table(table_id)
     if tab.id == "6":
         return ila_frame(scale, records, root)
@@ -361,7 +158,8 @@ def ila_frame(scale="cpu", records: dict | None = None, root=None):
     """Table 6 (ILA on member 1): paper vs ours per row (data set, eps) and column (member
     1-3, ensemble), in the layout of :func:`table_frame`."""
     import pandas as pd
-    from . import grid, paper_numbers as P
+    from .. import paper_numbers as P
+    from . import grid
     tab = P.table(6)
     records = load_records(root) if records is None else records
     cells = grid.table_cells("6", scale)
@@ -401,7 +199,8 @@ def transfer_frames(figure_id, scale="cpu", records: dict | None = None, root=No
     crafted against member j, as in Figures 2-4; None where the cell has not run.
     """
     import pandas as pd
-    from . import grid, paper_numbers as P
+    from .. import paper_numbers as P
+    from . import grid
     fig = P.figure(figure_id)
     records = load_records(root) if records is None else records
     cells = grid.table_cells(fig.id, scale)
@@ -455,13 +254,13 @@ class RowResults:
 
     def array(self, seeds=None):
         """``(seeds, points)`` array of the per-point results of ``seeds`` (default: all)."""
-        from .stats import as_array
+        from ..stats import as_array
         seeds = self.seeds if seeds is None else seeds
         return as_array([self.correct[self.seeds.index(s)] for s in seeds])
 
     def interval(self):
         """``(mean, lo, hi, method)`` in percent, or ``(None, None, None, "not run")``."""
-        from . import stats
+        from .. import stats
         if not self.seeds:
             return None, None, None, NOT_RUN
         if self.paired:
@@ -543,7 +342,8 @@ def cells_frame(table_id, scale="cpu", records: dict | None = None, root=None):
     ``r20`` (the ResNet-20 columns; the paper's numbers are Table 1's ResNet-20 ones).
     """
     import pandas as pd
-    from . import grid, paper_numbers as P
+    from .. import paper_numbers as P
+    from . import grid
     target = grid.normalise_target(table_id)
     records = load_records(root) if records is None else records
     if target == "6":
@@ -581,8 +381,9 @@ def _ila_cells_frame(scale, records):
     """Table 6 in the layout of :func:`cells_frame`: columns are the members and the
     ensemble, the evaluation is the paper's (ILA on member 1)."""
     import pandas as pd
-    from . import grid, paper_numbers as P
-    from . import stats
+    from .. import paper_numbers as P
+    from . import grid
+    from .. import stats
     tab = P.table(6)
     out = []
     for i, row in enumerate(tab.rows):

@@ -3,7 +3,7 @@
 Each table page (Tables 1-6, Figures 2-4) shows the same sections, built here so that the
 notebooks stay thin and every page reads its numbers the same way:
 
-* :func:`cells` the long frame of a table (contract C4 of ``trs_lib.results.cells_frame``:
+* :func:`cells` the long frame of a table (contract C4 of ``trs_lib.companion.tables.cells_frame``:
   one row per row key, column and evaluation, with ``ours``, ``lo``, ``hi`` in percent);
 * :func:`robustness_plot` robust accuracy against the budget, per method, with interval bars,
   the paper's numbers as hollow markers and the strong worst case beside the paper's attack;
@@ -12,15 +12,16 @@ notebooks stay thin and every page reads its numbers the same way:
 * :func:`scale_table`, :func:`audit_tables`, :func:`claims_table`, :func:`transfer_section`.
 
 Nothing here computes an accuracy: every number comes from a record under ``results/`` (through
-``trs_lib.results``) or from the paper's tables (``trs_lib.paper_numbers``).
+``trs_lib.companion.tables``) or from the paper's tables (``trs_lib.paper_numbers``).
 """
 from __future__ import annotations
 
 import re
 
 from . import dashboard
-from . import paper_numbers as P
-from . import results as R
+from .. import paper_numbers as P
+from ..records import cell_record, load_records
+from . import tables as R
 
 __all__ = ["label", "column_label", "readable", "cells", "robustness_plot", "tables", "scale_table",
            "audit_tables", "claims_table", "transfer_section", "headline_table",
@@ -60,7 +61,7 @@ def readable(text: str) -> str:
 
 
 def _records(records, root=None):
-    return R.load_records(root) if records is None else records
+    return load_records(root) if records is None else records
 
 
 def column_label(column: str, table_labels: dict) -> str:
@@ -72,7 +73,7 @@ def column_label(column: str, table_labels: dict) -> str:
 def cells(table_id, scale="cpu", records=None, root=None):
     """The cells of Table ``table_id`` in the long layout of contract C4, plus ``label``
     (the column as the paper prints it, readable), ``attack_label`` and ``para``; the cells
-    are :func:`trs_lib.results.cells_frame`'s.
+    are :func:`trs_lib.companion.tables.cells_frame`'s.
     """
     tab = P.table(table_id)
     frame = R.cells_frame(tab.id, scale=scale, records=_records(records, root))
@@ -166,7 +167,7 @@ def _show(parts: dict):
 def robustness_plot(table_id, scale="cpu", records=None, root=None, frame=None, title=None):
     """Robust accuracy against the budget, one panel per attack, one colour per column (see
     ``trs_lib.plots.robustness_plot``). Returns the figure, or None when nothing has run."""
-    from . import plots
+    from .. import plots
     frame = cells(table_id, scale, records, root) if frame is None else frame
     if frame["ours"].isna().all():
         from IPython.display import Markdown, display
@@ -179,7 +180,7 @@ def robustness_plot(table_id, scale="cpu", records=None, root=None, frame=None, 
 def scale_table(table_id, scale="cpu", records=None, root=None):
     """Per column: the scale its numbers were measured at and its clean accuracy, both read
     from the records."""
-    from . import plots
+    from .. import plots
     frame = R.table_frame(table_id, scale, _records(records, root))
     if (frame["status"] != "ok").all():
         from IPython.display import Markdown
@@ -198,7 +199,7 @@ def grid_scale_text(tab, scale) -> str:
 
 
 def headline_table(scale="cpu", records=None, root=None):
-    """Table 1's headline differences under both evaluations (:func:`trs_lib.claims.headline_differences`):
+    """Table 1's headline differences under both evaluations (:func:`trs_lib.companion.claims.headline_differences`):
     per row, TRS's mean over seeds, the best other column's (by mean; the paper's best beside
     it), TRS minus it with its 95% interval (seed-and-point bootstrap), the interval's
     half-width against the target, the half-widths of seeds alone and points alone, the seeds,
@@ -232,7 +233,7 @@ def headline_table(scale="cpu", records=None, root=None):
 def r20_table(scale="cpu", records=None, root=None):
     """The ResNet-20 columns (target ``r20``) on Table 1's MNIST rows, under the paper's attacks
     and the worst case: per cell the mean over the scale's seeds with its 95% interval
-    (:meth:`trs_lib.results.RowResults.interval`), "not run" without a record."""
+    (:meth:`trs_lib.companion.tables.RowResults.interval`), "not run" without a record."""
     import pandas as pd
     from . import claims as C, grid
     records = _records(records, root)
@@ -268,7 +269,7 @@ def cw_convergence_table(targets=("1",), scale="cpu", records=None, root=None):
             for (col, part), cell in grid.table_cells(str(target), scale, seed)["eval"].items():
                 if part != "whitebox":
                     continue
-                rec = R.cell_record(cell, records)
+                rec = cell_record(cell, records)
                 chk = (rec or {}).get("metrics", {}).get("cw_convergence")
                 if not chk:
                     continue
@@ -302,7 +303,7 @@ def audit_tables(table_id, scale="cpu", records=None, root=None, show=True):
 
 
 def claims_table(ids=None, scale="cpu", records=None, root=None, page=None):
-    """The verdicts of ``trs_lib.claims``, one row per claim and evaluation: the claims ``ids``,
+    """The verdicts of ``trs_lib.companion.claims``, one row per claim and evaluation: the claims ``ids``,
     or every claim whose page is ``page`` (a notebook name), or all of them."""
     import pandas as pd
     rows = [c for c in dashboard.claims(scale, _records(records, root))
@@ -340,14 +341,14 @@ def records_links(target, scale="cpu", records=None, root=None):
 
 
 def zoo_links(root=None):
-    """Download links to the zoo's weights (``trs_lib.zoo``), with their SHA-256, as Markdown;
+    """Download links to the zoo's weights (``trs_lib.companion.zoo``), with their SHA-256, as Markdown;
     one sentence while the zoo is empty."""
     from IPython.display import Markdown
     from . import zoo
     entries = zoo.entries(root)
     if not entries:
         return Markdown("The zoo is empty at this commit: no weights to download yet "
-                        "(`python -m trs_lib.zoo build` fills it after a regrid).")
+                        "(`python -m trs_lib.companion.zoo build` fills it after a regrid).")
     lines = []
     for e in entries:
         name = f"{e['column']}-seed{int(e['seed'])}"
@@ -372,7 +373,7 @@ def transfer_section(figure_id, scale="cpu", records=None, root=None, show=True,
     as numbers. With ``show`` (default) displays the matrices and returns None; else returns
     ``(figure or None, {title: DataFrame})``."""
     import pandas as pd
-    from . import plots
+    from .. import plots
     frames = R.transfer_frames(figure_id, scale, _records(records, root))
     ran = {k: v for k, v in frames.items() if v is not None}
     fig = plots.transfer_heatmaps(frames, title=f"{P.figure(figure_id).source} (scale {scale})") \
@@ -396,7 +397,7 @@ def transfer_section(figure_id, scale="cpu", records=None, root=None, show=True,
 
 # ------------------------------------------------------------------ attack our ensembles
 def load_ensemble(column="trs", seed=0, fallback=None, log=print):
-    """An ensemble of the CPU-scale zoo (``trs_lib.zoo.load``, contract C6) and a sentence saying
+    """An ensemble of the CPU-scale zoo (``trs_lib.companion.zoo.load``, contract C6) and a sentence saying
     where it came from. While the zoo is empty (or lacks ``column``), ``fallback()`` is called
     instead (e.g. a small fresh training) and the sentence says so."""
     try:
@@ -426,7 +427,7 @@ def attack_report(model, attack, x, y, budgets, suite="linf", overrides=None, se
     """
     import pandas as pd
     import torch
-    from .stats import wilson_interval
+    from ..stats import wilson_interval
     if not callable(attack):
         raise ValueError(f"attack must be a function (model, x, y, eps) -> x_adv, got {attack!r}")
     budgets = [float(b) for b in budgets]
@@ -452,13 +453,13 @@ def attack_report(model, attack, x, y, budgets, suite="linf", overrides=None, se
                              "L-infinity ball or [0, 1]")
         mine = correct(xa)
         try:
-            from .worst_case import worst_case
+            from ..worst_case import worst_case
             wc = worst_case(model, x, y, eps=eps, suite=suite, overrides=overrides, seed=seed)
             strong = torch.tensor([c == "1" for c in wc["correct"]])
             broken = max(wc["broken_by"].items(), key=lambda kv: kv[1])[0] if wc["broken_by"] else "-"
             name = f"worst case ({suite} suite)"
         except ImportError:
-            from .attacks import get
+            from ..attacks import get
             pgd = get("pgd")
             strong = torch.ones_like(mine)
             for r in range(3):

@@ -5,7 +5,7 @@ process. ``--executor slurm`` hands every missing cell to Slurm as a `submitit` 
 trainings as one job array, the evaluations of each training as one array that starts after its
 training succeeded (``--dependency=afterok``), so a table is one submission and the driver exits
 once it has submitted (``--wait`` waits for the jobs and prints their summary). Every job runs
-:func:`trs_lib.reproduce.run_cell`, the same code as the local driver: it writes its own record
+:func:`trs_lib.companion.reproduce.run_cell`, the same code as the local driver: it writes its own record
 atomically, and its executed notebook beside it.
 
 Idempotence on a cluster. Submitted jobs are kept in a ledger, ``runs/slurm/ledger.json`` (cell
@@ -40,7 +40,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .atomic import CorruptFileError, atomic_write_json, read_json
+from ..atomic import CorruptFileError, atomic_write_json, read_json
 
 __all__ = ["EXECUTORS", "SlurmSettings", "parse_time", "check_mem", "parse_extra", "load_config",
            "check_cluster", "CellJob", "run_after_sigterm_waits", "Ledger", "ledger_lock", "submit",
@@ -216,7 +216,7 @@ except ImportError:  # pragma: no cover - submitit is in requirements.txt
 
 
 class CellJob(_Checkpointable):
-    """One grid cell as a submitit job: :func:`trs_lib.reproduce.run_cell` in the project.
+    """One grid cell as a submitit job: :func:`trs_lib.companion.reproduce.run_cell` in the project.
 
     On preemption or at the time limit submitit calls ``checkpoint`` (inherited), which
     requeues the same call; a training then resumes from its last epoch checkpoint in
@@ -450,8 +450,8 @@ def submit(todo, scale_name, executor="slurm", settings=None, root=None, device=
     {cell: "error; log: path"}, "skipped": [...], "logs": {cell: path}}``; ``ran`` and this
     submission's ``failed`` are filled when ``wait`` (always for ``submitit-local``).
     """
-    from .paths import project_root, results_dir, runs_dir
-    from .results import notebook_path, record_path
+    from ..paths import project_root, results_dir, runs_dir
+    from ..records import notebook_path, record_path
 
     settings = settings or SlurmSettings()
     if executor not in EXECUTORS or executor == "local":
@@ -569,7 +569,7 @@ def _wait_for(backend, job_ids, poll_s):
 def finish(cells, ledger, results_root, summary, log=print) -> dict:
     """After the jobs ended: which cells now have records, which failed (error + log path), which
     were skipped because their training failed."""
-    from .results import record_path
+    from ..records import record_path
     summary["running"] = {}
     failed_trains = set()
     for c in cells:
