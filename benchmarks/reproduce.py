@@ -5,8 +5,8 @@
     .venv/bin/python benchmarks/reproduce.py --tables 1      # one table
     .venv/bin/python benchmarks/reproduce.py --estimate      # how long the grid would take
 
-It times the reproduce driver exactly as a reader runs it, ``python -m trs_lib.companion.reproduce
---tables ... --scale cpu``, in a subprocess. By default results and checkpoints go to fresh
+It times the reproduce driver exactly as a reader runs it, ``python -m trs_lib.reproduce
+--tables ... --rung cpu``, in a subprocess. By default results and checkpoints go to fresh
 temporary folders (``TRS_RESULTS_DIR``, ``TRS_RUNS_DIR``), so every cell runs and the project's
 committed ``results/`` is not touched; ``--in-place`` uses the project's folders instead (cells
 already recorded are then skipped, as the driver does). The report gives the wall time per
@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-TABLES = ["1", "3", "5", "6", "fig2", "fig3", "r20"]
+TABLES = ["1", "3", "5", "6", "fig2", "fig3"]
 TARGET_MIN = 300.0   # issue 16: the whole CPU regrid in at most 5 hours
 CELL_OVERHEAD_S = 10.0  # papermill: kernel start, imports, data (not in the records' wall time)
 # Ratios for kinds without a record yet, with their source:
@@ -67,6 +67,9 @@ ASSUMED = {
     # worst_case (contract C1): per budget about APGD-CE + APGD-DLR on the points still robust,
     # i.e. 1.5 audit APGD rows per budget (the second attack runs on the survivors only)
     "worst_case_per_budget": "audit_apgd_pair",
+    # training images per epoch relative to mnist5k's 4,000 (trs_lib.data): full Fashion-MNIST
+    "train_images_vs_mnist5k": {"fashion_mnist": 60000 / 4000, "mnist": 60000 / 4000,
+                                "cifar10": 50000 / 4000},
 }
 _DONE = re.compile(r"^\s*done in (\d+) s")
 _START = re.compile(r"^\[(\d+)/(\d+)\] (train|eval)\s+(\S+)")
@@ -75,7 +78,7 @@ _START = re.compile(r"^\[(\d+)/(\d+)\] (train|eval)\s+(\S+)")
 def run(tables, device="cpu", in_place=False, dry_run=False, keep=False, log=print) -> dict:
     """Run the driver and return ``{"wall_s", "returncode", "cells": [(kind, name, seconds)]}``."""
     root = Path(__file__).resolve().parent.parent
-    cmd = [sys.executable, "-m", "trs_lib.companion.reproduce", "--tables", *tables, "--scale", "cpu",
+    cmd = [sys.executable, "-m", "trs_lib.reproduce", "--tables", *tables, "--rung", "cpu",
            "--device", device] + (["--dry-run"] if dry_run else [])
     env = dict(os.environ)
     tmp = None
@@ -181,9 +184,11 @@ def _cell_seconds(cell, rates):
                 base, assumed = rates[("train", like)], True
             else:
                 base, assumed = rates[("train", "trs")] * ASSUMED["vs_trs"][like], True
-        if cfg.arch == "resnet20":
+        if cfg.arch.startswith("resnet20"):
             base *= ASSUMED["r20_trs"] if method == "trs" else ASSUMED["r20_plain"]
             assumed = True
+        if cfg.dataset in ASSUMED["train_images_vs_mnist5k"]:
+            base, assumed = base * ASSUMED["train_images_vs_mnist5k"][cfg.dataset], True
         return base * cfg.epochs * cfg.num_models + CELL_OVERHEAD_S, assumed
     n = dict(cell.settings).get("n_test") or 1000
     suite = cell.suite
@@ -209,12 +214,12 @@ def _cell_seconds(cell, rates):
         per_point, assumed = ASSUMED["smoothness_per_point"], True
     else:
         per_point, assumed = rates[("eval", "whitebox")] * ASSUMED["eval_vs_whitebox"][suite], True
-    if cell.train.config().arch == "resnet20":
+    if cell.train.config().arch.startswith("resnet20"):
         per_point, assumed = per_point * ASSUMED["r20_plain"], True
     return per_point * n + CELL_OVERHEAD_S, assumed
 
 
-def estimate(tables=TABLES, scale="cpu", log=print) -> dict:
+def estimate(tables=TABLES, rung="cpu", log=print) -> dict:
     """Project the wall time of the grid's cells still to run, in the driver's order."""
     from trs_lib.companion import grid as G
     from trs_lib.companion import reproduce as D
@@ -225,17 +230,17 @@ def estimate(tables=TABLES, scale="cpu", log=print) -> dict:
         unit = "s per epoch-member" if kind == "train" else "s per test point"
         log(f"  {kind:5s} {name:14s} {r:7.3f} {unit}" + (f"  ({counts[(kind, name)]} records)"
                                                          if (kind, name) in counts else ""))
-    items = D.plan([G.normalise_target(t) for t in tables], scale)
+    items = D.plan([G.normalise_target(t) for t in tables], rung)
     todo = [c for c, done in items if not done]
     groups = {0: "Table 1, all seeds", 1: "figures and Table 6", 2: "Tables 3 and 5",
-              3: "ResNet-20 columns (r20)", 5: "audits' sanity checks"}
+              5: "audits' sanity checks"}
     total, rows, by_group, by_kind = 0.0, [], {}, {}
     budget_cell = None
     for c in todo:
         sec, assumed = _cell_seconds(c, rates)
         total += sec
-        g = min(G._group(t, p) for t in tables for s in G.seeds_for(t, scale)
-                for (col, p), ec in G.table_cells(t, scale, s)["eval"].items()
+        g = min(G._group(t, p) for t in tables for s in G.seeds_for(t, rung)
+                for (col, p), ec in G.table_cells(t, rung, s)["eval"].items()
                 if (ec.name == c.name) or (c.kind == "train" and ec.train.name == c.name))
         by_group[g] = by_group.get(g, 0.0) + sec
         kind = c.kind if c.kind == "train" else c.suite
@@ -243,7 +248,7 @@ def estimate(tables=TABLES, scale="cpu", log=print) -> dict:
         if budget_cell is None and total > TARGET_MIN * 60:
             budget_cell = c.name
         rows.append((c.kind, c.name, sec, assumed, total))
-    log(f"\n{len(todo)} cells to run at scale {scale!r} (of {len(items)}); projected "
+    log(f"\n{len(todo)} cells to run on rung {rung!r} (of {len(items)}); projected "
         f"{total / 3600:.1f} h of cell time, one cell after another (budget {TARGET_MIN / 60:.0f} h); "
         f"with two one-thread shards (reproduce --shard, measured {ASSUMED['two_shards_speedup']:.2f}x) "
         f"about {total / ASSUMED['two_shards_speedup'] / 3600:.1f} h of wall time")
@@ -265,6 +270,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tables", nargs="+", default=TABLES)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--rung", default="cpu", help="with --estimate: the rung to project")
     p.add_argument("--in-place", action="store_true", help="use the project's results/ and runs/")
     p.add_argument("--dry-run", action="store_true", help="list the cells, run nothing")
     p.add_argument("--keep", action="store_true", help="keep the temporary results and runs")
@@ -274,7 +280,7 @@ def main(argv=None) -> int:
     p.add_argument("--list", action="store_true", help="with --estimate: every cell's projection")
     args = p.parse_args(argv)
     if args.estimate:
-        out = estimate(args.tables)
+        out = estimate(args.tables, args.rung)
         if args.list:
             for kind, name, sec, assumed, cum in out["cells"]:
                 print(f"  {sec / 60:6.1f} min{'*' if assumed else ' '} {cum / 3600:5.2f} h  {kind:5s} {name}")

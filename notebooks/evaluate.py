@@ -52,7 +52,7 @@
 # ```
 #
 # `suite` selects one part (`whitebox`, `audit`, `transfer`, `ila`); the reproduction driver
-# (`python -m trs_lib.companion.reproduce`) runs one suite per call with its own `rows` and `settings`.
+# (`python -m trs_lib.reproduce`) runs one suite per call with its own `rows` and `settings`.
 # :::
 
 # %% tags=["parameters"]

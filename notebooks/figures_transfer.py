@@ -34,7 +34,7 @@
 # :::
 
 # %% tags=["parameters"]
-scale = "cpu"   # cpu | paper: which grid's records to show
+rung = "cpu"   # a rung of trs_lib.companion.grid.RUNGS: whose records to show
 
 # %%
 from trs_lib import records
@@ -51,13 +51,13 @@ records = records.load_records()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-fig, matrices = pages.transfer_section("fig2", scale, records, show=False)
+fig, matrices = pages.transfer_section("fig2", rung, records, show=False)
 
 # %% [markdown]
 # The same matrices as numbers (accuracy %):
 
 # %%
-pages.transfer_section("fig2", scale, records, plot=False)
+pages.transfer_section("fig2", rung, records, plot=False)
 
 # %% [markdown]
 # The same vanilla and TRS ensembles also carry the smoothness premise of Sec. 3 (TRS members
@@ -67,14 +67,14 @@ pages.transfer_section("fig2", scale, records, plot=False)
 # difference column of that claim is in the measure's own units, not in points.
 
 # %%
-pages.claims_table(page="figures_transfer", scale=scale, records=records)
+pages.claims_table(page="figures_transfer", rung=rung, records=records)
 
 # %% [markdown]
 # ## Figure 4 (CIFAR-10, eps = 0.05)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-pages.transfer_section("fig4", scale, records)
+pages.transfer_section("fig4", rung, records)
 
 # %% [markdown]
 # ## The records
@@ -83,7 +83,7 @@ pages.transfer_section("fig4", scale, records)
 # notebook of each run lies beside it under `results/`).
 
 # %%
-pages.records_links('fig2', scale, records)
+pages.records_links('fig2', rung, records)
 
 # %% [markdown]
 # ## Recap

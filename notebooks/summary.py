@@ -21,7 +21,7 @@
 # each claim shows the numbers; the landing page shows the same verdicts.
 
 # %% tags=["parameters"]
-scale = "cpu"   # cpu | paper: which grid's records to judge
+rung = "cpu"   # a rung of trs_lib.companion.grid.RUNGS: whose records to judge
 
 # %%
 from IPython.display import Markdown
@@ -49,7 +49,7 @@ Markdown(
     "when all are, not reproduced when any is not; else inconclusive.")
 
 # %%
-pages.claims_table(scale=scale, records=records)
+pages.claims_table(rung=rung, records=records)
 
 # %% [markdown]
 # How many records this page read, by kind:

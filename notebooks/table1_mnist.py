@@ -34,11 +34,11 @@
 # data, fewer epochs), so the differences to the paper are expected to be large.
 # :::
 #
-# To regenerate the records: `python -m trs_lib.companion.reproduce --tables 1 --scale cpu` (see
+# To regenerate the records: `python -m trs_lib.reproduce --tables 1 --rung cpu` (see
 # {doc}`../book/results_summary`).
 
 # %% tags=["parameters"]
-scale = "cpu"   # cpu | paper: which grid's records to show
+rung = "cpu"   # a rung of trs_lib.companion.grid.RUNGS: whose records to show
 
 # %%
 from trs_lib import records
@@ -56,7 +56,7 @@ records = records.load_records()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-fig = pages.robustness_plot(1, scale, records)
+fig = pages.robustness_plot(1, rung, records)
 
 # %% [markdown]
 # ## The numbers
@@ -64,7 +64,7 @@ fig = pages.robustness_plot(1, scale, records)
 # The same numbers as tables (rows: attack and budget; columns: the paper's methods).
 
 # %%
-pages.tables(1, scale, records)
+pages.tables(1, rung, records)
 
 # %% [markdown]
 # ## Is CW converged?
@@ -75,7 +75,7 @@ pages.tables(1, scale, records)
 # bound on the accuracy CW can reach (the ResNet-20 columns of the next section are listed too).
 
 # %%
-pages.cw_convergence_table(("1", "r20"), scale, records)
+pages.cw_convergence_table(("1", ("1", "cpu-r20-2ep")), rung, records)
 
 # %% [markdown]
 # ## The paper's architecture: ResNet-20
@@ -87,7 +87,7 @@ pages.cw_convergence_table(("1", "r20"), scale, records)
 # `r20-most` below judges it.
 
 # %%
-pages.r20_table(scale, records)
+pages.rung_table("cpu-r20-2ep", "1", records)
 
 # %% [markdown]
 # ## The scale of each column
@@ -96,7 +96,7 @@ pages.r20_table(scale, records)
 # test accuracy of the ensemble (the paper: above 99.3% for every method).
 
 # %%
-pages.scale_table(1, scale, records)
+pages.scale_table(1, rung, records)
 
 # %% [markdown]
 # ## The adaptive audit's sanity checks
@@ -108,7 +108,7 @@ pages.scale_table(1, scale, records)
 # FAIL means the paper-attack numbers of that column overstate its robustness.
 
 # %%
-pages.audit_tables(1, scale, records)
+pages.audit_tables(1, rung, records)
 
 # %% [markdown]
 # ## Does TRS win?
@@ -124,10 +124,10 @@ pages.audit_tables(1, scale, records)
 # same records by `trs_lib.companion.claims`.
 
 # %%
-pages.headline_table(scale, records)
+pages.headline_table(rung, records)
 
 # %%
-pages.claims_table(page="table1_mnist", scale=scale, records=records)
+pages.claims_table(page="table1_mnist", rung=rung, records=records)
 
 # %% [markdown]
 # ## The records
@@ -136,7 +136,7 @@ pages.claims_table(page="table1_mnist", scale=scale, records=records)
 # notebook of each run lies beside it under `results/`).
 
 # %%
-pages.records_links('1', scale, records)
+pages.records_links('1', rung, records)
 
 # %% [markdown]
 # ## Recap

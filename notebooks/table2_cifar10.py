@@ -24,12 +24,12 @@
 # :class: note
 # Nothing: CIFAR-10 with ResNet-20 for 180 epochs with double backpropagation is GPU work, so the
 # CPU grid has no cell for this table and every "ours" below says **not run**. The same page shows
-# paper-scale records once `python -m trs_lib.companion.reproduce --tables 2 --scale paper` has run on a
+# paper-scale records once `python -m trs_lib.reproduce --tables 2 --rung gpu` has run on a
 # GPU machine with CIFAR-10 on disk (set `scale = "paper"` below).
 # :::
 
 # %% tags=["parameters"]
-scale = "cpu"   # cpu | paper: which grid's records to show
+rung = "cpu"   # a rung of trs_lib.companion.grid.RUNGS: whose records to show
 
 # %%
 from trs_lib import records
@@ -46,7 +46,7 @@ records = records.load_records()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-fig = pages.robustness_plot('2', scale, records)
+fig = pages.robustness_plot('2', rung, records)
 
 # %% [markdown]
 # ## The numbers
@@ -55,7 +55,7 @@ fig = pages.robustness_plot('2', scale, records)
 # this scale are named instead of shown.
 
 # %%
-pages.tables('2', scale, records)
+pages.tables('2', rung, records)
 
 # %% [markdown]
 # ## The scale of each column
@@ -64,7 +64,7 @@ pages.tables('2', scale, records)
 # test accuracy of the ensemble.
 
 # %%
-pages.scale_table('2', scale, records)
+pages.scale_table('2', rung, records)
 
 # %% [markdown]
 # ## The adaptive audit's sanity checks
@@ -76,7 +76,7 @@ pages.scale_table('2', scale, records)
 # the paper-attack numbers of that column overstate its robustness.
 
 # %%
-pages.audit_tables('2', scale, records)
+pages.audit_tables('2', rung, records)
 
 # %% [markdown]
 # ## The verdicts
@@ -84,7 +84,7 @@ pages.audit_tables('2', scale, records)
 # Computed from the same records by `trs_lib.companion.claims` (also on the landing page).
 
 # %%
-pages.claims_table(page="table2_cifar10", scale=scale, records=records)
+pages.claims_table(page="table2_cifar10", rung=rung, records=records)
 
 # %% [markdown]
 # ## The records
@@ -93,10 +93,10 @@ pages.claims_table(page="table2_cifar10", scale=scale, records=records)
 # notebook of each run lies beside it under `results/`).
 
 # %%
-pages.records_links('2', scale, records)
+pages.records_links('2', rung, records)
 
 # %% [markdown]
 # ## Recap
 #
 # * At the CPU scale this page shows the paper's numbers only; the same page shows paper-scale
-#   records once `python -m trs_lib.companion.reproduce --tables 2 --scale paper` has run.
+#   records once `python -m trs_lib.reproduce --tables 2 --rung gpu` has run.

@@ -32,7 +32,7 @@
 # :::
 
 # %% tags=["parameters"]
-scale = "cpu"   # cpu | paper: which grid's records to show
+rung = "cpu"   # a rung of trs_lib.companion.grid.RUNGS: whose records to show
 
 # %%
 from trs_lib import records
@@ -49,7 +49,7 @@ records = records.load_records()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-fig = pages.robustness_plot('3', scale, records)
+fig = pages.robustness_plot('3', rung, records)
 
 # %% [markdown]
 # ## The numbers
@@ -58,7 +58,7 @@ fig = pages.robustness_plot('3', scale, records)
 # this scale are named instead of shown.
 
 # %%
-pages.tables('3', scale, records)
+pages.tables('3', rung, records)
 
 # %% [markdown]
 # ## The scale of each column
@@ -67,7 +67,7 @@ pages.tables('3', scale, records)
 # test accuracy of the ensemble.
 
 # %%
-pages.scale_table('3', scale, records)
+pages.scale_table('3', rung, records)
 
 # %% [markdown]
 # ## The adaptive audit's sanity checks
@@ -79,7 +79,7 @@ pages.scale_table('3', scale, records)
 # the paper-attack numbers of that column overstate its robustness.
 
 # %%
-pages.audit_tables('3', scale, records)
+pages.audit_tables('3', rung, records)
 
 # %% [markdown]
 # ## The verdicts
@@ -87,7 +87,7 @@ pages.audit_tables('3', scale, records)
 # Computed from the same records by `trs_lib.companion.claims` (also on the landing page).
 
 # %%
-pages.claims_table(page="table3_4_members_at", scale=scale, records=records)
+pages.claims_table(page="table3_4_members_at", rung=rung, records=records)
 
 # %% [markdown]
 # ## Table 4 (CIFAR-10)
@@ -96,13 +96,13 @@ pages.claims_table(page="table3_4_members_at", scale=scale, records=records)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-fig4 = pages.robustness_plot("4", scale, records)
+fig4 = pages.robustness_plot("4", rung, records)
 
 # %%
-pages.tables("4", scale, records)
+pages.tables("4", rung, records)
 
 # %%
-pages.scale_table("4", scale, records)
+pages.scale_table("4", rung, records)
 
 # %% [markdown]
 # ## The records
@@ -111,7 +111,7 @@ pages.scale_table("4", scale, records)
 # notebook of each run lies beside it under `results/`).
 
 # %%
-pages.records_links('3', scale, records)
+pages.records_links('3', rung, records)
 
 # %% [markdown]
 # ## Recap

@@ -27,7 +27,7 @@
 # :::
 
 # %% tags=["parameters"]
-scale = "cpu"   # cpu | paper: which grid's records to show
+rung = "cpu"   # a rung of trs_lib.companion.grid.RUNGS: whose records to show
 
 # %%
 from trs_lib import records
@@ -44,7 +44,7 @@ records = records.load_records()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-fig = pages.robustness_plot('5', scale, records)
+fig = pages.robustness_plot('5', rung, records)
 
 # %% [markdown]
 # ## The numbers
@@ -53,7 +53,7 @@ fig = pages.robustness_plot('5', scale, records)
 # this scale are named instead of shown.
 
 # %%
-pages.tables('5', scale, records)
+pages.tables('5', rung, records)
 
 # %% [markdown]
 # ## The scale of each column
@@ -62,7 +62,7 @@ pages.tables('5', scale, records)
 # test accuracy of the ensemble.
 
 # %%
-pages.scale_table('5', scale, records)
+pages.scale_table('5', rung, records)
 
 # %% [markdown]
 # ## The adaptive audit's sanity checks
@@ -74,7 +74,7 @@ pages.scale_table('5', scale, records)
 # the paper-attack numbers of that column overstate its robustness.
 
 # %%
-pages.audit_tables('5', scale, records)
+pages.audit_tables('5', rung, records)
 
 # %% [markdown]
 # ## The verdicts
@@ -82,7 +82,7 @@ pages.audit_tables('5', scale, records)
 # Computed from the same records by `trs_lib.companion.claims` (also on the landing page).
 
 # %%
-pages.claims_table(page="table5_c", scale=scale, records=records)
+pages.claims_table(page="table5_c", rung=rung, records=records)
 
 # %% [markdown]
 # ## The records
@@ -91,7 +91,7 @@ pages.claims_table(page="table5_c", scale=scale, records=records)
 # notebook of each run lies beside it under `results/`).
 
 # %%
-pages.records_links('5', scale, records)
+pages.records_links('5', rung, records)
 
 # %% [markdown]
 # ## Recap

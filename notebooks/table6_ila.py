@@ -27,7 +27,7 @@
 # :::
 
 # %% tags=["parameters"]
-scale = "cpu"   # cpu | paper: which grid's records to show
+rung = "cpu"   # a rung of trs_lib.companion.grid.RUNGS: whose records to show
 
 # %%
 from trs_lib import records
@@ -42,7 +42,7 @@ records = records.load_records()
 # this scale are named instead of shown.
 
 # %%
-pages.tables('6', scale, records)
+pages.tables('6', rung, records)
 
 # %% [markdown]
 # ## The scale of each column
@@ -51,7 +51,7 @@ pages.tables('6', scale, records)
 # test accuracy of the ensemble.
 
 # %%
-pages.scale_table('6', scale, records)
+pages.scale_table('6', rung, records)
 
 # %% [markdown]
 # ## The verdicts
@@ -59,7 +59,7 @@ pages.scale_table('6', scale, records)
 # Computed from the same records by `trs_lib.companion.claims` (also on the landing page).
 
 # %%
-pages.claims_table(page="table6_ila", scale=scale, records=records)
+pages.claims_table(page="table6_ila", rung=rung, records=records)
 
 # %% [markdown]
 # ## The records
@@ -68,7 +68,7 @@ pages.claims_table(page="table6_ila", scale=scale, records=records)
 # notebook of each run lies beside it under `results/`).
 
 # %%
-pages.records_links('6', scale, records)
+pages.records_links('6', rung, records)
 
 # %% [markdown]
 # ## Recap

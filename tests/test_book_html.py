@@ -234,7 +234,7 @@ def test_dashboard_from_no_records_says_not_yet_run(tmp_path):
     n = len(claims.check_claims("cpu", records={}))
     assert text.count("verdict-missing") >= n and "not yet run at this scale" in text
     assert "_{" not in text and "https://example.org/trs" in text
-    assert "make book" in text and "--scale cpu" in text and "--device cuda" in text
+    assert "make book" in text and "--rung cpu" in text and "--device cuda" in text
     assert "not measured yet" in text
 
 

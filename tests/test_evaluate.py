@@ -176,9 +176,13 @@ def test_ila_table_hurts_the_source_member_most(ens, pts):
 
 # ------------------------------------------------------------------------------ presets, suites
 def test_presets_match_the_paper_rows_and_conventions():
-    rows = presets.preset("mnist5k", "whitebox")
-    assert [presets.row_key(r) for r in rows] == [r.key for r in P.MNIST_WHITEBOX_ROWS]
-    assert [presets.row_key(r) for r in presets.preset("cifar10")] == [r.key for r in P.CIFAR_WHITEBOX_ROWS]
+    # the row keys the records use: one function (paper_numbers.row_key) for rows and presets
+    assert [P.row_key(r) for r in presets.preset("mnist5k", "whitebox")][4:6] == \
+        ["pgd10/eps=0.1", "pgd10/eps=0.15"]
+    assert P.row_key(presets.preset("mnist", "pgd110")[1]) == "pgd110/eps=0.15"
+    assert P.row_key({"attack": "linf", "param": "eps", "value": 0.15}, prefix="worst_case") == \
+        "worst_case:linf/eps=0.15"
+    assert P.row_key(P.table("6").rows[0]) == "mnist:ila/eps=0.1"
     assert [r["value"] for r in presets.preset("mnist", "ila")] == [0.1, 0.15]
     assert [r["value"] for r in presets.preset("cifar10", "ila")] == [0.01, 0.02]
     assert [r["steps"] for r in presets.preset("mnist", "pgd110")] == [110, 110]

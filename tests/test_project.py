@@ -1,4 +1,5 @@
 """Project-wide rules: notebook pairs in sync, no hard-coded CUDA, no sys.path hacks."""
+import ast
 import json
 import pathlib
 import re
@@ -50,3 +51,81 @@ def test_no_pickle_loading_of_checkpoints():
     for path in (ROOT / "trs_lib").rglob("*.py"):
         text = path.read_text()
         assert "torch.load(" not in text, path
+
+
+# ------------------------------------------------------------------ the library's import graph
+_LIB = ROOT / "trs_lib"
+# ``python -m trs_lib.reproduce``, the grid's command: the one library-level module allowed to
+# name the companion (inside its ``__main__`` block).
+_COMMAND = "trs_lib.reproduce"
+
+
+def _module_name(path):
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path, modules):
+    """``[(imported trs_lib module, at module level?)]`` of one file, from its syntax tree."""
+    me = _module_name(path)
+    package = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = ".".join(package[:len(package) - node.level + 1]) if node.level else ""
+            mod = ".".join(x for x in (base, node.module) if x) if node.level else (node.module or "")
+            names = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in modules else mod for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        out += [(n, node.col_offset == 0) for n in names if n in modules and n != me]
+    return out
+
+
+def _graph():
+    files = {_module_name(p): p for p in _LIB.rglob("*.py")}
+    return {m: _imports(p, files) for m, p in files.items()}
+
+
+def test_the_import_graph_has_no_cycle():
+    """Every import counts, function-local ones too (they used to hide two cycles)."""
+    graph = {m: {n for n, _ in deps if not n.startswith(m + ".")} for m, deps in _graph().items()}
+    state, path, cycles = {}, [], []
+
+    def visit(m):
+        state[m] = "open"
+        path.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == "open":
+                cycles.append(path[path.index(n):] + [n])
+            elif n not in state:
+                visit(n)
+        path.pop()
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    assert not cycles, cycles
+
+
+def test_the_library_never_imports_the_companion():
+    bad = [(m, n) for m, deps in _graph().items() for n, _ in deps
+           if not m.startswith("trs_lib.companion") and m != _COMMAND
+           and n.startswith("trs_lib.companion")]
+    assert not bad, bad
+
+
+def test_no_function_local_imports_of_the_package():
+    """Imports of trs_lib's own modules sit at the top of each module (optional third-party
+    dependencies may still be imported where they are used)."""
+    bad = [(m, n) for m, deps in _graph().items() if m != _COMMAND
+           for n, top in deps if not top]
+    assert not bad, bad
+
+
+def test_no_module_is_over_450_lines():
+    long = {str(p.relative_to(ROOT)): n for p in _LIB.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450}
+    assert not long, long

@@ -91,8 +91,8 @@ def test_cpu_grid_shares_cells_and_leaves_cifar_empty():
     assert wb["n_test"] == 1000 and wb["cw_steps"] == 1000 and wb["cw_n_test"] == 200
     assert [r.key for r in t["eval"][("gal", "worst_case")].rows] == ["worst_case:linf/eps=0.15"]
     # without the cut, the worst case runs at every L-infinity budget of the rows
-    full = dataclasses.replace(G.scale("cpu"), worst_case_eps=None)
-    assert [r.value for r in G.worst_case_rows(G.whitebox_rows("mnist"), scale_=full)] == [0.1, 0.15, 0.2]
+    full = dataclasses.replace(G.rung("cpu"), worst_case_eps=None)
+    assert [r.value for r in G.worst_case_rows(G.whitebox_rows("mnist"), rung_=full)] == [0.1, 0.15, 0.2]
     assert ("trs", "audit") not in t["eval"]
     assert G.cells_for(["2", "4", "fig4"], "cpu") == []
     assert G.table_cells("1", "cpu")["train"]["trs"] is not None
@@ -101,21 +101,60 @@ def test_cpu_grid_shares_cells_and_leaves_cifar_empty():
     with pytest.raises(ValueError, match="valid targets"):
         G.normalise_target("table9")
     assert G.normalise_target("Figure 2") == "fig2" and G.normalise_target(1) == "1"
-    assert G.normalise_target("ResNet20") == "r20"
+    with pytest.raises(ValueError, match="valid targets"):
+        G.normalise_target("r20")  # ResNet-20 is a rung, not a table
+    with pytest.raises(ValueError, match="valid rungs"):
+        G.rung("r20")
 
 
 def test_published_trs_and_resnet20_columns():
     tp = G.train_cell("trs_published", "mnist5k", "cpu").config()
     assert tp.method == "trs" and tp.variant == "published"
     assert tp.faithful is True and tp.optimiser == "authors"
-    r20 = G.cells_for(["r20"], "cpu")
+    r20 = G.cells_for(["1"], "cpu-r20-2ep")
     trains = [c for c in r20 if c.kind == "train"]
     assert [c.config().arch for c in trains] == ["resnet20"] * 4
+    assert [c.config().epochs for c in trains] == [2] * 4
     assert {c.method for c in trains} == {"vanilla", "trs", "adp"}
-    assert all(dict(c.settings)["n_test"] == G.SCALES["cpu"].r20_n_test for c in r20 if c.kind == "eval")
-    assert "resnet20" in G.SCALES["cpu"].describe_r20()
+    assert all(dict(c.settings)["n_test"] == 100 for c in r20 if c.kind == "eval")
+    assert all(dict(c.settings).get("cw_n_test") in (None, 50) for c in r20 if c.kind == "eval")
+    assert not any(c.suite == "audit" for c in r20 if c.kind == "eval")
+    assert "resnet20" in G.rung("cpu-r20-2ep").describe("mnist")
+    assert G.cells_for(["3", "fig2"], "cpu-r20-2ep") == []  # the pilot runs Table 1 only
     with pytest.raises(ValueError, match="seed"):
         G.train_cell("trs", "mnist5k", "cpu", seed=-1)
+
+
+def test_a_rung_is_data(monkeypatch):
+    """Adding a rung is adding an entry: a fake rung gets cells for its columns and seeds,
+    with its training overrides, and no other code learns its name."""
+    fake = G.Rung("fake", {"mnist": "mnist5k"}, {"epochs": 7}, n_test=64, seeds=(5, 6),
+                  cw_n_test=16, worst_case_eps=(0.1,), targets=("1",), columns=("vanilla", "trs"),
+                  column_seeds={"vanilla": (5,)}, column_train={"trs": {"batch_size": 32}})
+    monkeypatch.setitem(G.RUNGS, "fake", fake)
+    cells = G.cells_for(["1", "fig2"], "fake")
+    trains = [c for c in cells if c.kind == "train"]
+    assert sorted((c.method, dict(c.overrides)["seed"]) for c in trains) == \
+        [("trs", 5), ("trs", 6), ("vanilla", 5)]
+    assert {c.config().epochs for c in trains} == {7}
+    assert {c.config().batch_size for c in trains if c.method == "trs"} == {32}
+    evals = [c for c in cells if c.kind == "eval"]
+    assert {c.suite for c in evals} == {"whitebox", "worst_case"}
+    assert all(dict(c.settings)["n_test"] == 64 for c in evals)
+    assert {r.key for c in evals if c.suite == "worst_case" for r in c.rows} == {"worst_case:linf/eps=0.1"}
+    assert tables.cells_frame("1", "fake", records={})["column"].unique().tolist() == ["vanilla", "trs"]
+    # every cell of the committed rungs is unchanged by the fake one
+    assert G.cells_for(["1"], "cpu")[0].name == G.cells_for(["1"], "cpu")[0].name
+
+
+def test_every_rung_describes_itself_and_builds_its_cells():
+    for name, r in G.RUNGS.items():
+        assert r.why, name
+        for target in G.TARGETS:
+            if r.runs(target):
+                for seed in r.seeds:
+                    G.table_cells(target, name, seed)  # validates every training config
+        assert r.describe("mnist").startswith(r.dataset("mnist"))
 
 
 def test_train_cell_names_match_the_trainers_run_folder():
@@ -276,23 +315,22 @@ def test_cli_dry_run_lists_cells(capsys, tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- the committed records
 def test_committed_records_are_readable_and_belong_to_the_grid():
-    """Every record under results/ parses, names a cell of its scale's grid, sits beside its
-    executed notebook, and every evaluation's training has a record too."""
+    """Every record under results/ parses, names a cell of a rung's grid, sits beside its
+    executed notebook, and every evaluation's training has a record too. (Records keep the
+    ``grid.scale`` name they were written under: the ResNet-20 pilot's say ``cpu``, from before
+    it was the rung ``cpu-r20-2ep``; the cell name, a hash of what the cell computes, decides.)"""
     from trs_lib.paths import results_dir
     messages = []
     recs = records.load_records(results_dir(), warn=messages.append)
     assert not messages, messages
-    grids = {}
+    cells = {f"{c.kind}/{c.name}" for r in G.RUNGS if r != "gpu" for c in G.cells_for(G.TARGETS, r)}
     for key, rec in recs.items():
         kind, name = key.split("/", 1)
         assert "grid" in rec, f"{key}: not written by trs_lib.companion.reproduce"
-        scale = rec["grid"]["scale"]
-        if scale not in grids:
-            grids[scale] = {f"{c.kind}/{c.name}" for c in G.cells_for(G.TARGETS, scale)}
-        if key not in grids[scale]:
-            # records of the grid before the regrid (issue 16) are all marked allow_dirty; any
-            # other record must belong to the current grid
-            assert records.is_dirty(rec), f"{key}: not a cell of the {scale!r} grid (stale record?)"
+        if key not in cells:
+            # records of the grid before the regrid are all marked allow_dirty; any other
+            # record must belong to a rung's grid
+            assert records.is_dirty(rec), f"{key}: not a cell of any rung (stale record?)"
             continue
         assert (results_dir() / kind / f"{name}.ipynb").is_file(), f"{key}: executed notebook missing"
         if kind == "eval":

@@ -199,7 +199,6 @@ def _papermill(tmp_path, *params):
     return proc, out
 
 
-@pytest.mark.skipif(not (ROOT / "notebooks" / "train_trs.ipynb").is_file(), reason="no training notebook")
 def test_notebook_refuses_a_bad_parameter_value(tmp_path):
     """``-p epochs -1``: the notebook stops at the config cell with the library's message."""
     proc, out = _papermill(tmp_path, "-p", "epochs", "-1")
@@ -208,12 +207,11 @@ def test_notebook_refuses_a_bad_parameter_value(tmp_path):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
 
 
-@pytest.mark.skipif("check_notebook_parameters" not in
-                    ((ROOT / "notebooks" / "train_trs.py").read_text()
-                     if (ROOT / "notebooks" / "train_trs.py").is_file() else ""),
-                    reason="notebooks/train_trs.py does not call check_notebook_parameters")
 def test_notebook_refuses_an_unknown_parameter(tmp_path):
-    """``-p epoch 3`` (for ``epochs``): papermill only warns; the notebook must stop."""
+    """``-p epoch 3`` (for ``epochs``): papermill only warns; the notebook must stop (it fails,
+    never skips, if the training page stops checking its parameters)."""
+    assert "check_notebook_parameters" in (ROOT / "notebooks" / "train_trs.py").read_text(), \
+        "notebooks/train_trs.py no longer checks its parameters (trs_lib.train.check_notebook_parameters)"
     proc, out = _papermill(tmp_path, "-p", "epoch", "3")
     assert proc.returncode != 0
     assert "unknown notebook parameters ['epoch']" in proc.stderr + proc.stdout

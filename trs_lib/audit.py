@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .worst_case import attack_batched, correct_mask, robust_accuracy, worst_case
+from .models import SmallCNN
 
 __all__ = ["audit", "noise", "audit_frame", "independent_surrogate", "CHECKS"]
 
@@ -60,7 +61,6 @@ def independent_surrogate(model, x_train: torch.Tensor, *, seed: int = 12_345, e
     (shuffled; pass a class-balanced sample) for ``epochs`` epochs to imitate ``model``'s
     predicted labels (a black-box attacker's surrogate: it sees outputs, not weights or gradients).
     Inputs (B, C, H, W) in [0, 1]; returned in eval mode."""
-    from .models import SmallCNN
     if x_train.dim() != 4:
         raise ValueError(f"independent_surrogate: x_train must be images (B, C, H, W), got shape {tuple(x_train.shape)}")
     dev = x_train.device

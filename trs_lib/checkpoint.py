@@ -21,6 +21,8 @@ import torch
 from safetensors.torch import load as st_load, save as st_save
 
 from .atomic import CorruptFileError, atomic_write_bytes, atomic_write_json, read_json, sha256_bytes
+from .data import DATASETS
+from .ensemble import build_ensemble
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints",
            "save_weights", "load_weights", "load_weights_into", "check_compatible", "describe",
@@ -220,7 +222,6 @@ def describe(state: dict) -> dict:
 
 
 def _describe_config(cfg: dict) -> dict:
-    from .data import DATASETS
     d = DATASETS.get(cfg.get("dataset"))
     return {"arch": cfg.get("arch"), "num_models": cfg.get("num_models"),
             "num_classes": d.num_classes if d else None, "in_channels": d.channels if d else None,
@@ -297,7 +298,6 @@ def load_weights(path, device="cpu", expect: dict | None = None):
     arch, dataset, num_models, num_classes, in_channels) is checked against the file's config
     first, with an error naming both sides.
     """
-    from .ensemble import build_ensemble
     meta, tensors, st_path = _read_weights(path)
     cfg = meta["config"]
     if expect:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from . import trs as T
-from .worst_case import (_correct, _resolve, _takes, attack_batched, device_of,  # noqa: F401
+from .worst_case import (_correct, attack_batched, device_of,  # noqa: F401
                          interval_fields, robust_accuracy, run_batched, worst_case)
 
 __all__ = ["predict_logits", "clean_accuracy", "member_accuracies", "gradient_cosine",
@@ -38,7 +38,7 @@ def clean_accuracy(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 50
 
 def member_accuracies(ensemble, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> dict:
     """Clean accuracy of every member and of the ensemble, from one pass of member logits."""
-    acc = _member_correct(ensemble, x, y, batch_size)[0].float().mean(1).tolist()
+    acc = member_correct(ensemble, x, y, batch_size)[0].float().mean(1).tolist()
     return {"members": acc[:-1], "ensemble": acc[-1]}
 
 
@@ -65,7 +65,7 @@ def gradient_cosine(ensemble, x: torch.Tensor, y: torch.Tensor, batch_size: int 
     return {"mean_abs_cos": cos.abs().mean().item(), "mean_cos": cos.mean().item(), "pairs": pairs}
 
 
-# ------------------------------------------------------------------------ robustness (issue 3)
+# ------------------------------------------------------------------------ robustness
 # Robust accuracy, transfer matrices and the ILA table, batched on the model's device. Every
 # function that runs attacks catches CUDA out-of-memory, halves its batch and goes on from the
 # batch that failed, and reports the batch size it finished with (``batch_size`` in the result).
@@ -74,6 +74,12 @@ import math  # noqa: E402
 import time  # noqa: E402
 
 from .attacks import presets as _presets  # noqa: E402
+from .paper_numbers import row_key  # noqa: E402
+from .member_transfer import ila_layer_sweep, ila_table, member_correct, transfer_matrix  # noqa: E402
+from .theory.estimators import input_gradient, local_smoothness
+from .worst_case import SUITES as _WC
+from . import data
+from .audit import audit
 
 __all__ += ["run_batched", "attack_batched", "robust_accuracy", "transfer_matrix", "ila_table",
             "ila_layer_sweep", "cw_convergence", "spread_indices", "whitebox_table", "worst_case_table", "worst_case",
@@ -86,113 +92,6 @@ SMOOTHNESS_RADII = _presets.SMOOTHNESS_RADII
 #: default budgets of the worst-case suites per paper data set when no rows are given (L-inf: the
 #: whitebox presets' budgets; L2: the usual MNIST / CIFAR-10 L2 budgets of RobustBench-style work).
 WORST_CASE_EPS = {"l2": {"mnist": (1.5,), "cifar10": (0.5,)}}
-
-
-@torch.no_grad()
-def _member_correct(ensemble, x, y, batch_size):
-    """(N+1, B) bool: every member's correctness, then the ensemble's (one member pass)."""
-    dev = device_of(ensemble)
-
-    def one(a, b):
-        logits = ensemble.member_logits(x[a:b].to(dev))
-        yy = y[a:b].to(dev)
-        rows = [(logits.argmax(-1) == yy), (ensemble.combine_member_logits(logits).argmax(-1) == yy)[None]]
-        return torch.cat(rows).cpu()
-
-    outs, bs = run_batched(one, len(x), batch_size)
-    return torch.cat(outs, dim=1), bs
-
-
-def transfer_matrix(ensemble, x: torch.Tensor, y: torch.Tensor, attack="pgd", *, batch_size: int = 256,
-                    progress: bool = True, seed: int = 0, **params) -> dict:
-    """Member-to-member transferability (Figures 2-4 of the paper).
-
-    ``matrix[i][j]`` is the accuracy of member ``i`` on adversarial examples crafted against
-    member ``j`` alone (white-box on the diagonal). ``ensemble_row[j]``: accuracy of the whole
-    ensemble on the examples crafted against member ``j``. Accuracies are fractions.
-    """
-    name, fn = _resolve(attack)
-    n_members = ensemble.num_members
-    mat, ens_row, bs = [], [], batch_size
-    for j in range(n_members):
-        kw = dict(params)
-        if _takes(fn, "generator"):
-            kw["generator"] = torch.Generator().manual_seed(seed + j)
-        x_adv, bs = attack_batched(fn, ensemble.member(j), x, y, batch_size=bs, progress=progress,
-                                   desc=f"{name} on member {j + 1}", **kw)
-        correct, bs = _member_correct(ensemble, x_adv, y, bs)
-        acc = correct.float().mean(1).tolist()
-        mat.append(acc[:n_members])
-        ens_row.append(acc[n_members])
-    matrix = [[mat[j][i] for j in range(n_members)] for i in range(n_members)]  # [evaluated][crafted]
-    return {"attack": name, "params": dict(params), "matrix": matrix, "ensemble_row": ens_row,
-            "n": len(x), "batch_size": bs}
-
-
-def ila_table(ensemble, x: torch.Tensor, y: torch.Tensor, *, eps: float, source: int = 0,
-              steps: int = 10, batch_size: int = 256, progress: bool = True, layer: str | None = None,
-              guide_steps: int = 10, **params) -> dict:
-    """Table 6: ILA crafted on member ``source`` (0 = the paper's sub-model 1), then the accuracy
-    of every member and of the ensemble on it. ``accuracy_by_model`` keys: ``member1``..., ``ensemble``.
-
-    ILA starts at ``x`` (Huang et al.); its guide is BIM(``eps``, ``guide_steps``) on the source.
-    Also returned: ``layer`` (the layer used), ``accuracy_by_model_guide`` (on the BIM guide alone),
-    ``accuracy_by_model_best`` ("ILA (best of)": a point counts as robust for a model only if it
-    survives both ILA and its BIM source), and ``correct``/``ci95`` of the ensemble (C1)."""
-    from .attacks import ila as _ila
-    if not isinstance(source, int) or not 0 <= source < ensemble.num_members:
-        raise ValueError(f"source must be a member index in [0, {ensemble.num_members - 1}], got {source!r}")
-    src = ensemble.member(source)
-    layer = layer or _ila.default_layer(src)
-    x_guide, bs = attack_batched("bim", src, x, y, batch_size=batch_size, progress=progress,
-                                 desc=f"bim guide on member {source + 1}", eps=eps, steps=guide_steps)
-    dev = device_of(ensemble)
-
-    def one(a, b):
-        return _ila.ila(src, x[a:b].to(dev), y[a:b].to(dev), eps=eps, steps=steps, layer=layer,
-                        x_guide=x_guide[a:b].to(dev), **params).to(x.device)
-
-    outs, bs = run_batched(one, len(x), bs, progress=progress, desc=f"ila on member {source + 1}")
-    x_adv = torch.cat(outs)
-    correct, bs = _member_correct(ensemble, x_adv, y, bs)
-    guide_ok, bs = _member_correct(ensemble, x_guide, y, bs)
-    best = correct & guide_ok
-
-    def by(c):
-        acc = c.float().mean(1).tolist()
-        d = {f"member{k + 1}": acc[k] for k in range(ensemble.num_members)}
-        d["ensemble"] = acc[-1]
-        return d
-
-    fields = interval_fields(correct[-1])
-    return {"attack": "ila", "eps": eps, "steps": steps, "source": source, "layer": layer,
-            "accuracy_by_model": by(correct), "accuracy_by_model_guide": by(guide_ok),
-            "accuracy_by_model_best": by(best), "correct": fields["correct"], "ci95": fields["ci95"],
-            "best_of": interval_fields(best[-1]), "n": len(x), "batch_size": bs}
-
-
-def ila_layer_sweep(ensemble, x: torch.Tensor, y: torch.Tensor, *, eps: float, layers=None,
-                    source: int = 0, steps: int = 10, batch_size: int = 256, progress: bool = False) -> list:
-    """ILA from member ``source`` at each of ``layers`` (default: every named child module with
-    parameters of the source member); one row per layer with the ensemble's and the source's accuracy
-    under ILA and under "ILA (best of)"."""
-    src = ensemble.member(source)
-    if layers is None:
-        layers = [n for n, m in src.named_children() if any(True for _ in m.parameters())]
-    names = dict(src.named_modules())
-    bad = [l for l in layers if l not in names or not l]
-    if bad:
-        raise ValueError(f"unknown layers {bad}; valid layers: {[n for n in names if n]}")
-    out = []
-    for layer in layers:
-        r = ila_table(ensemble, x, y, eps=eps, source=source, steps=steps, batch_size=batch_size,
-                      progress=progress, layer=layer)
-        out.append({"layer": layer, "ensemble": r["accuracy_by_model"]["ensemble"],
-                    "ensemble_best_of": r["accuracy_by_model_best"]["ensemble"],
-                    "ensemble_bim_guide": r["accuracy_by_model_guide"]["ensemble"],
-                    f"member{source + 1}": r["accuracy_by_model"][f"member{source + 1}"],
-                    "ci95": r["ci95"]})
-    return out
 
 
 def spread_indices(n: int, k: int) -> torch.Tensor:
@@ -212,7 +111,7 @@ def cw_convergence(model, x: torch.Tensor, y: torch.Tensor, *, c: float, steps: 
     """Is CW-L2 converged at ``steps`` iterations and ``binary_search_steps``? Runs it as given and
     with both doubled (with ``binary_search_steps == 1``, the paper's fixed ``c``, only the steps
     are doubled: a search would change the budget) and reports both accuracies; ``converged`` when
-    they differ by less than one point (issue 12). ``base_accuracy``: the accuracy at the given
+    they differ by less than one point. ``base_accuracy``: the accuracy at the given
     settings on these points when already measured (CW is deterministic), so only the doubled
     run is computed."""
     t0 = time.perf_counter()
@@ -246,7 +145,7 @@ def whitebox_table(model, x: torch.Tensor, y: torch.Tensor, rows, *, restarts: i
         res = robust_accuracy(model, x, y, name, restarts=restarts, seed=seed, batch_size=batch_size,
                               progress=progress, **kw)
         res.pop("robust")
-        out.append({"key": row.get("key") or _presets.row_key(row), **{k: row.get(k) for k in ("attack", "param", "value", "steps")},
+        out.append({"key": row.get("key") or row_key(row), **{k: row.get(k) for k in ("attack", "param", "value", "steps")},
                     "accuracy": res["accuracy"], "correct": res["correct"], "ci95": res["ci95"],
                     "clean_accuracy": res["clean_accuracy"],
                     "per_restart": res["per_restart"], "restarts": res["restarts"],
@@ -288,7 +187,6 @@ def smoothness_table(ensemble, x: torch.Tensor, y: torch.Tensor, radii=SMOOTHNES
     ``smoothness/r=<radius>``, with ``values`` (per point, the mean over members), ``mean``,
     ``member_means`` and ``member_values`` (per member, per point). Lower is smoother (Sec. 3's
     premise: TRS members are smoother than vanilla ones)."""
-    from .theory.estimators import input_gradient, local_smoothness
     per_radius = [[] for _ in radii]
     for i in range(ensemble.num_members):
         m = ensemble.member(i)
@@ -317,7 +215,6 @@ def _surrogate_data(dataset: str, n: int, device):
     """``n`` training images of ``dataset`` (a seeded random sample: splits may be sorted by class)
     for the audit's surrogate (None if the data are absent)."""
     try:
-        from . import data
         xt, _ = data.load(dataset, "train")
     except Exception:  # noqa: BLE001 - no data: the audit trains the surrogate on the test points
         return None
@@ -353,7 +250,6 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
         raise ValueError(f"unknown suite {suite!r}; valid suites: {list(SUITES)}")
     s = dict(settings or {})
     wc_suite = s.get("worst_case_suite", "linf")
-    from .worst_case import SUITES as _WC
     if wc_suite not in _WC:
         raise ValueError(f"unknown worst_case_suite {wc_suite!r}; valid suites: {sorted(_WC)}")
     seed, bs = int(s.get("seed", 0)), int(s.get("batch_size", 256))
@@ -403,7 +299,6 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
         over = {a: {"steps": int(s["audit_steps"])} for a in ("apgd_ce", "apgd_dlr")} if s.get("audit_steps") else {}
         metrics["rows"] = whitebox_table(ensemble, x, y, rows, restarts=int(s.get("restarts", 1)), seed=seed,
                                          batch_size=bs, progress=progress, overrides=over)
-        from .audit import audit
         eps = max([r["value"] for r in rows if r["param"] == "eps"], default=None)
         if eps is not None:
             pre = {r["attack"]: r["accuracy"] for r in metrics["rows"]
@@ -444,14 +339,14 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
             if s.get("transfer_steps") and name != "fgsm" and row.get("steps") is None:
                 kw["steps"] = int(s["transfer_steps"])
             res = transfer_matrix(ensemble, x, y, name, batch_size=bs, progress=progress, seed=seed, **kw)
-            metrics["rows"].append({"key": row.get("key") or _presets.row_key(row), "attack": name,
+            metrics["rows"].append({"key": row.get("key") or row_key(row), "attack": name,
                                     "param": row["param"], "value": row["value"], "steps": row.get("steps"),
                                     **{k: res[k] for k in ("matrix", "ensemble_row", "batch_size")}})
     else:  # ila
         for row in rows:
             res = ila_table(ensemble, x, y, eps=float(row["value"]), steps=int(row.get("steps") or 10),
                             batch_size=bs, progress=progress)
-            metrics["rows"].append({"key": row.get("key") or _presets.row_key(row), "attack": "ila",
+            metrics["rows"].append({"key": row.get("key") or row_key(row), "attack": "ila",
                                     "param": "eps", "value": row["value"], "steps": res["steps"],
                                     "accuracy_by_model": res["accuracy_by_model"],
                                     "accuracy": res["accuracy_by_model"]["ensemble"],
@@ -461,7 +356,7 @@ def evaluate_suite(ensemble, x: torch.Tensor, y: torch.Tensor, suite: str, rows=
                                     "best_of": res["best_of"], "batch_size": res["batch_size"]})
     missing = [r.get("key") for r in metrics["rows"] if "accuracy" in r and not ("correct" in r and "ci95" in r)]
     if missing:
-        raise RuntimeError(f"rows {missing} have an accuracy without 'correct' and 'ci95' (contract C1)")
+        raise RuntimeError(f"rows {missing} have an accuracy without 'correct' and 'ci95'")
     bad = [r.get("key") for r in metrics["rows"] if "accuracy" in r and not _fraction_ok(r["accuracy"])]
     if bad:
         raise FloatingPointError(f"rows {bad} gave accuracies outside [0, 1]")

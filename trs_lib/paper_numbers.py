@@ -21,8 +21,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Row", "PaperTable", "PaperFigure", "TABLES", "FIGURES", "table", "figure",
+__all__ = ["row_key", "UNREPORTED_ROWS", "Row", "PaperTable", "PaperFigure", "TABLES", "FIGURES", "table", "figure",
            "MNIST_WHITEBOX_ROWS", "CIFAR_WHITEBOX_ROWS"]
+
+
+def row_key(row, prefix: str | None = None) -> str:
+    """The one name of an attack row, from a :class:`Row` or a mapping with ``attack``,
+    ``param``, ``value`` and optional ``steps`` and ``dataset``: ``pgd110/eps=0.15``,
+    ``cw/c=10``, ``mnist:ila/eps=0.1``. ``prefix`` replaces the data set's (the worst case's
+    rows: ``worst_case:linf/eps=0.15``). The step count is part of PGD's name only (PGD-10 vs
+    PGD-110 in Tables 3-4)."""
+    get = row.get if isinstance(row, dict) else (lambda k, d=None: getattr(row, k, d))
+    steps = get("steps")
+    steps = "" if steps is None or get("attack") != "pgd" else str(steps)
+    pre = prefix or get("dataset")
+    return f"{pre + ':' if pre else ''}{get('attack')}{steps}/{get('param')}={get('value'):g}"
 
 
 @dataclass(frozen=True)
@@ -40,10 +53,8 @@ class Row:
 
     @property
     def key(self) -> str:
-        """A stable name, e.g. ``pgd110/eps=0.15`` or ``cw/c=10``."""
-        steps = "" if self.steps is None or self.attack != "pgd" else str(self.steps)
-        ds = f"{self.dataset}:" if self.dataset else ""
-        return f"{ds}{self.attack}{steps}/{self.param}={self.value:g}"
+        """A stable name, e.g. ``pgd110/eps=0.15`` or ``cw/c=10`` (:func:`row_key`)."""
+        return row_key(self)
 
     @property
     def label(self) -> str:
@@ -126,6 +137,14 @@ CIFAR_WHITEBOX_ROWS = _rows(None,
     ("pgd", "eps", 0.01, 10), ("pgd", "eps", 0.02, 10),
     ("mim", "eps", 0.01, 10), ("mim", "eps", 0.02, 10),
     ("cw", "c", 0.001, None), ("cw", "c", 0.1, None))
+
+
+# Sec. 4.1 names EAD and JSMA among its attacks but prints no number for them: the settings the
+# companion runs them at (EAD at Table 1/2's CW budgets, JSMA at gamma = 0.1), per data set.
+UNREPORTED_ROWS = {
+    "mnist": _rows(None, ("ead", "c", 0.1, None), ("ead", "c", 10.0, None), ("jsma", "gamma", 0.1, None)),
+    "cifar10": _rows(None, ("ead", "c", 0.001, None), ("ead", "c", 0.1, None), ("jsma", "gamma", 0.1, None)),
+}
 
 
 def _with_pgd110(rows: tuple[Row, ...]) -> tuple[Row, ...]:

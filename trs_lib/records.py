@@ -56,7 +56,7 @@ class DirtyTreeError(RuntimeError):
 
 
 def check_clean_tree(root=None, allow_dirty: bool = False, results_root=None) -> list[str]:
-    """Refuse a dirty working tree (issue 16): raise :class:`DirtyTreeError` naming the
+    """Refuse a dirty working tree: raise :class:`DirtyTreeError` naming the
     changed files unless ``allow_dirty`` (then the records are marked, see
     :func:`mark_allow_dirty`). Returns the changed files (``[]`` when clean).
 

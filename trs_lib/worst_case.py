@@ -167,7 +167,7 @@ correct_mask = _correct
 
 def interval_fields(correct: torch.Tensor) -> dict:
     """``accuracy``, ``correct`` ('0'/'1' per point, in order) and ``ci95`` (Wilson, fractions) of a
-    boolean vector (contract C1 of the records)."""
+    boolean vector."""
     c = torch.as_tensor(correct).bool().flatten().cpu()
     k, n = int(c.sum()), int(c.numel())
     return {"accuracy": k / n, "correct": "".join("1" if v else "0" for v in c.tolist()),

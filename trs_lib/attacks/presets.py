@@ -18,8 +18,10 @@ into the keyword arguments of the attack function.
 """
 from __future__ import annotations
 
+from .. import paper_numbers as P
+
 __all__ = ["DEFAULTS", "PRESETS", "CONVENTIONS", "SMOOTHNESS_RADII", "SMOOTHNESS_CLAIM_RADIUS",
-           "paper_dataset", "preset", "attack_kwargs", "row_key"]
+           "paper_dataset", "preset", "attack_kwargs"]
 
 #: keyword defaults per attack used by every table (the paper's conventions, see module doc).
 DEFAULTS: dict[str, dict] = {
@@ -45,36 +47,31 @@ BUDGET = {"fgsm": "eps", "bim": "eps", "pgd": "eps", "mim": "eps", "cw": "c", "e
           "jsma": "gamma", "ila": "eps", "apgd_ce": "eps", "apgd_dlr": "eps"}
 
 
-def _r(attack, value, steps=None):
-    return {"attack": attack, "param": BUDGET[attack], "value": value, "steps": steps}
+def _as_preset(row: P.Row) -> dict:
+    return {"attack": row.attack, "param": row.param, "value": row.value, "steps": row.steps}
 
 
-#: per paper data set: the rows of each evaluation (``steps`` None = the attack's default).
+def _presets_of(paper_dataset: str, whitebox, pgd_table, fig) -> dict:
+    """A data set's rows per evaluation, read from the paper's tables (``paper_numbers``)."""
+    ila = tuple(r for r in P.table("6").rows if r.dataset == paper_dataset)
+    transfer_steps = DEFAULTS["pgd"]["steps"]
+    return {
+        "whitebox": tuple(_as_preset(r) for r in whitebox),
+        "pgd110": tuple(_as_preset(r) for r in P.table(pgd_table).rows if r.steps == 110),
+        "transfer": tuple(_as_preset(P.Row(a, "eps", P.figure(fig).eps,
+                                           None if a == "fgsm" else transfer_steps))
+                          for a in ("fgsm", "pgd")),
+        "ila": tuple(_as_preset(P.Row(r.attack, r.param, r.value, r.steps)) for r in ila),
+        "extra": tuple(_as_preset(r) for r in P.UNREPORTED_ROWS[paper_dataset]),
+    }
+
+
+#: per paper data set: the rows of each evaluation (``steps`` None = the attack's default),
+#: derived from the paper's tables: whitebox (Tables 1, 2, 5), pgd110 (Tables 3, 4), transfer
+#: (Figures 2-4), ila (Table 6), extra (Sec. 4.1's attacks without numbers).
 PRESETS: dict[str, dict] = {
-    "mnist": {
-        # Tables 1, 3, 5 (Table 3 adds PGD-110)
-        "whitebox": (_r("fgsm", 0.1), _r("fgsm", 0.2), _r("bim", 0.1, 10), _r("bim", 0.15, 10),
-                     _r("pgd", 0.1, 10), _r("pgd", 0.15, 10), _r("mim", 0.1, 10), _r("mim", 0.15, 10),
-                     _r("cw", 0.1), _r("cw", 10.0)),
-        "pgd110": (_r("pgd", 0.1, 110), _r("pgd", 0.15, 110)),
-        # Figures 2-3: eps 0.2
-        "transfer": (_r("fgsm", 0.2), _r("pgd", 0.2, 10)),
-        # Table 6
-        "ila": (_r("ila", 0.1, 10), _r("ila", 0.15, 10)),
-        # not in the paper's tables: the attacks Sec. 4.1 names without numbers
-        "extra": (_r("ead", 0.1), _r("ead", 10.0), _r("jsma", 0.1)),
-    },
-    "cifar10": {
-        # Tables 2, 4
-        "whitebox": (_r("fgsm", 0.02), _r("fgsm", 0.04), _r("bim", 0.01, 10), _r("bim", 0.02, 10),
-                     _r("pgd", 0.01, 10), _r("pgd", 0.02, 10), _r("mim", 0.01, 10), _r("mim", 0.02, 10),
-                     _r("cw", 0.001), _r("cw", 0.1)),
-        "pgd110": (_r("pgd", 0.01, 110), _r("pgd", 0.02, 110)),
-        # Figure 4: eps 0.05
-        "transfer": (_r("fgsm", 0.05), _r("pgd", 0.05, 10)),
-        "ila": (_r("ila", 0.01, 10), _r("ila", 0.02, 10)),
-        "extra": (_r("ead", 0.001), _r("ead", 0.1), _r("jsma", 0.1)),
-    },
+    "mnist": _presets_of("mnist", P.MNIST_WHITEBOX_ROWS, "3", "fig2"),
+    "cifar10": _presets_of("cifar10", P.CIFAR_WHITEBOX_ROWS, "4", "fig4"),
 }
 
 CONVENTIONS = (
@@ -103,14 +100,6 @@ def preset(dataset: str, suite: str = "whitebox") -> tuple[dict, ...]:
     if suite not in p:
         raise ValueError(f"unknown preset suite {suite!r}; valid suites: {sorted(p)}")
     return tuple(dict(r) for r in p[suite])
-
-
-def row_key(row: dict) -> str:
-    """A row's stable name, e.g. ``pgd110/eps=0.15``, ``cw/c=10`` (as ``paper_numbers.Row.key``)."""
-    steps = row.get("steps")
-    s = "" if steps is None or row["attack"] != "pgd" else str(steps)
-    ds = f"{row['dataset']}:" if row.get("dataset") else ""
-    return f"{ds}{row['attack']}{s}/{row['param']}={row['value']:g}"
 
 
 def attack_kwargs(row: dict, **overrides) -> tuple[str, dict]:

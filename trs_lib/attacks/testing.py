@@ -14,6 +14,9 @@ import functools
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from .. import data
+from .. import models
+from ..ensemble import build_ensemble
 
 __all__ = ["quick_model", "quick_ensemble", "linear_model", "test_points", "LogProbs"]
 
@@ -30,7 +33,6 @@ class LogProbs(nn.Module):
 
 
 def _train(model, loss_fn, n=2000, epochs=1, seed=0, batch=50, lr=2e-3):
-    from .. import data
     g = torch.Generator().manual_seed(seed)
     x, y = data.load("mnist5k", "train")
     perm = torch.randperm(len(x), generator=g)[:n]
@@ -48,7 +50,6 @@ def _train(model, loss_fn, n=2000, epochs=1, seed=0, batch=50, lr=2e-3):
 
 @functools.lru_cache(maxsize=4)
 def _quick_model(seed, n, epochs):
-    from .. import models
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
@@ -59,7 +60,6 @@ def _quick_model(seed, n, epochs):
 
 @functools.lru_cache(maxsize=4)
 def _quick_ensemble(seed, num_models, n, epochs):
-    from ..ensemble import build_ensemble
     ens = build_ensemble("small_cnn", "mnist5k", num_models, seed=seed)
     return _train(ens, F.nll_loss, n, epochs, seed)
 
@@ -78,7 +78,6 @@ def quick_ensemble(seed: int = 0, num_models: int = 3, n: int = 2000, epochs: in
 
 def test_points(n: int = 64, offset: int = 0):
     """``n`` mnist5k test digits, every class represented (strided through the sorted split)."""
-    from .. import data
     x, y = data.load("mnist5k", "test")
     idx = (torch.arange(n) * (len(x) // n) + offset) % len(x)
     return x[idx], y[idx]

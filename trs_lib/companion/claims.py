@@ -34,7 +34,7 @@ reproduced when every row is and not reproduced when any row is not. The estimat
 reported for such a claim are those of the difference averaged over its rows. A claim some of
 whose numbers have no record is **not yet run at this scale**.
 
-Each claim about robustness is judged twice, separately (issue 16): under the paper's attack at
+Each claim about robustness is judged twice, separately: under the paper's attack at
 the paper's setting (evaluation ``paper``) and under the strong ``worst_case`` suite at the same
 L-infinity budget (evaluation ``worst_case``; CW rows have no budget and drop out).
 """
@@ -50,17 +50,13 @@ from .. import paper_numbers as P
 from ..records import cell_record, load_records
 from . import tables as R
 from .. import stats as S
+from .differences import (BENIGN_MARGIN, HALF_WIDTH_TARGET, INCONCLUSIVE, MARGIN, NOT_REPRODUCED,
+                          NOT_YET_RUN, REPRODUCED, common_seeds, compare_frame, paired_difference,
+                          rows_of)
 
 __all__ = ["Claim", "CLAIMS", "check_claims", "compare_frame", "headline_differences", "width_reason",
            "rows_of", "MARGIN", "BENIGN_MARGIN", "HALF_WIDTH_TARGET", "REPRODUCED", "NOT_REPRODUCED",
            "INCONCLUSIVE", "NOT_YET_RUN"]
-
-MARGIN = 0.0             # points: the margin of every "better than" claim
-BENIGN_MARGIN = 1.0      # points: "about as accurate" on benign inputs
-HALF_WIDTH_TARGET = 6.0  # points: issue 16's target for Table 1's headline differences
-REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = S.REPRODUCED, S.NOT_REPRODUCED, S.INCONCLUSIVE
-NOT_YET_RUN = "not yet run at this scale"
-
 
 @dataclass(frozen=True)
 class Claim:
@@ -78,98 +74,9 @@ def _result(verdict, evidence, estimate=None, lo=None, hi=None, margin=MARGIN) -
                 evidence=evidence)
 
 
-# ------------------------------------------------------------------------ rows and differences
-def rows_of(target, evaluation, scale="cpu"):
-    """``[(label, eval part, entry key)]`` of a table under an evaluation (the worst case: at the
-    budgets the scale runs it, :func:`trs_lib.companion.grid.worst_case_rows`)."""
-    if target == "r20":
-        rows = P.MNIST_WHITEBOX_ROWS
-    else:
-        rows = P.table(target).rows
-    if evaluation == "paper":
-        return [(f"{r.label} {r.para}", "pgd110" if r.steps == 110 else "whitebox", r.key)
-                for r in rows]
-    return [(f"worst case ε = {w.value:g}", "worst_case", w.key)
-            for w in G.worst_case_rows(rows, scale_=scale)]
-
-
-def _common(a: R.RowResults, b: R.RowResults) -> list:
-    return [s for s in a.seeds if s in b.seeds]
-
-
-def _difference(a: R.RowResults, b: R.RowResults):
-    """``(d, lo, hi, paired, diff_array)`` of a - b in points over their common seeds; None
-    when they share no seed. ``diff_array``: the (seeds, points) array of a - b when paired."""
-    seeds = _common(a, b)
-    if not seeds:
-        return None
-    if a.paired and b.paired and len(a.correct[0]) == len(b.correct[0]):
-        arr = a.array(seeds) - b.array(seeds)
-        d, lo, hi = S.bootstrap_mean(arr)
-        return 100 * d, 100 * lo, 100 * hi, True, arr
-    n = min(x for x in a.n + b.n if x) if all(a.n + b.n) else None
-    if n is None:
-        return None
-    acc_a = [a.accuracy[a.seeds.index(s)] for s in seeds]
-    acc_b = [b.accuracy[b.seeds.index(s)] for s in seeds]
-    d, lo, hi = S.unpaired_difference(acc_a, acc_b, n)
-    return 100 * d, 100 * lo, 100 * hi, False, None
-
-
-def compare_frame(target, column, others, evaluation="paper", scale="cpu", records=None,
-                  root=None, parts=None, direction="greater", margin=MARGIN):
-    """Per row of ``target``: ``column`` minus the best of ``others`` (by mean accuracy), its
-    95% interval in points, the row's verdict, and how the interval was computed.
-
-    Columns: ``row``, ``label``, ``best_other``, ``ours``, ``other``, ``estimate``, ``lo``,
-    ``hi``, ``half_width``, ``seed_half_width`` and ``point_half_width`` (the half-widths with
-    only the seeds or only the points resampled, :func:`trs_lib.stats.interval_sources`; None
-    when unpaired), ``n_seeds``, ``paired``, ``verdict`` (``not yet run at this scale``
-    when a number is missing, or when a column lacks one of the scale's seeds: then
-    ``provisional`` is True and the numbers are those of the seeds recorded so far). ``parts``
-    keeps only rows of those evaluation parts.
-    """
-    import pandas as pd
-    target = G.normalise_target(target)
-    records = load_records(root) if records is None else records
-    cells = R.seed_cells(target, scale)
-    # the seeds the scale trains each column with (fewer for a column the budget cuts)
-    want = {c: {s for s, by in cells.items() if c in by["train"]} for c in (column, *others)}
-    out = []
-    for label, part, key in rows_of(target, evaluation, scale):
-        if parts is not None and part not in parts:
-            continue
-        res = {c: R.row_results(target, c, part, key, scale, records, cells) for c in (column, *others)}
-        row = dict(row=key, label=label, best_other=None, ours=None, other=None, estimate=None,
-                   lo=None, hi=None, half_width=None, seed_half_width=None, point_half_width=None,
-                   n_seeds=0, paired=False, verdict=NOT_YET_RUN,
-                   provisional=False)
-        if all(r.seeds for r in res.values()):
-            mean = {c: float(np.mean(r.accuracy)) for c, r in res.items()}
-            best = max(others, key=lambda c: mean[c])
-            diff = _difference(res[column], res[best])
-            if diff is not None:
-                d, lo, hi, paired, arr = diff
-                if arr is not None:
-                    src = S.interval_sources(arr)
-                    row.update(seed_half_width=round(100 * src["seeds"], 2),
-                               point_half_width=round(100 * src["points"], 2))
-                row.update(best_other=best, ours=round(100 * mean[column], 2),
-                           other=round(100 * mean[best], 2), estimate=round(d, 2),
-                           lo=round(lo, 2), hi=round(hi, 2), half_width=round((hi - lo) / 2, 2),
-                           n_seeds=len(_common(res[column], res[best])), paired=paired,
-                           verdict=S.verdict(lo, hi, margin, direction))
-                # a verdict needs every seed of the scale in every column: before that the
-                # row's numbers are shown as provisional and the row waits
-                if not all(want[c] <= set(r.seeds) for c, r in res.items()):
-                    row.update(verdict=NOT_YET_RUN, provisional=True)
-        out.append(row)
-    return pd.DataFrame(out)
-
-
 def headline_differences(scale="cpu", evaluation="paper", records=None, root=None):
     """Table 1's headline differences (TRS minus the best other column of the paper's Table 1,
-    per row) with their intervals: issue 16's target is a half-width of at most
+    per row) with their intervals: the half-width target is a half-width of at most
     :data:`HALF_WIDTH_TARGET` points. ``meets_target`` says whether a row meets it and ``why``
     what makes a wider interval wide (:func:`width_reason`)."""
     others = tuple(c for c in P.table(1).columns if c != "trs")
@@ -212,7 +119,7 @@ def _mean_over_rows(target, column, frame, scale, records):
             "worst_case" if rec["row"].startswith("worst_case") else "whitebox")
         a = R.row_results(target, column, part, rec["row"], scale, records, cells)
         b = R.row_results(target, rec["best_other"], part, rec["row"], scale, records, cells)
-        seeds = _common(a, b)
+        seeds = common_seeds(a, b)
         arrays.append((tuple(seeds), a.array(seeds) - b.array(seeds)))
     if arrays and len({s for s, _ in arrays}) == 1 and len({x.shape for _, x in arrays}) == 1:
         d, lo, hi = S.bootstrap_mean(np.mean([x for _, x in arrays], axis=0))
@@ -220,12 +127,15 @@ def _mean_over_rows(target, column, frame, scale, records):
     return frame["estimate"].mean(), frame["lo"].mean(), frame["hi"].mean()
 
 
-def _compare(target, column, others, label, rule, what="", target_width=False, parts=None):
-    """A claim that ``column`` beats the best of ``others`` (margin 0), row by row."""
+def _compare(target, column, others, label, rule, what="", target_width=False, parts=None,
+             rung=None):
+    """A claim that ``column`` beats the best of ``others`` (margin 0), row by row; judged on
+    ``rung`` when given (else on the rung the claims are checked at)."""
     def check(scale, records, evaluation):
+        scale = rung or scale
         target_ = G.normalise_target(target)
         if not G.table_cells(target_, scale)["train"]:
-            return _result(NOT_YET_RUN, f"no cells for this table at scale {G.scale(scale).name!r}")
+            return _result(NOT_YET_RUN, f"no cells for this table on rung {G.rung(scale).name!r}")
         frame = compare_frame(target_, column, others, evaluation, scale, records, parts=parts)
         done = frame[frame["verdict"] != NOT_YET_RUN]
         if len(done) < len(frame) or frame.empty:
@@ -344,7 +254,7 @@ def _c_insensitive(scale, records, evaluation):
             return _result(NOT_YET_RUN, f"{label}: not every c has a number", margin=margin)
         mean = {c: np.mean(r.accuracy) for c, r in res.items()}
         hi_c, lo_c = max(cols, key=mean.get), min(cols, key=mean.get)
-        diff = _difference(res[hi_c], res[lo_c])
+        diff = paired_difference(res[hi_c], res[lo_c])
         if diff is None:
             return _result(NOT_YET_RUN, f"{label}: no seed common to every c", margin=margin)
         d, lo, hi = diff[:3]
@@ -457,12 +367,12 @@ CLAIMS = (
     Claim("r20-most", "With the paper's architecture (ResNet-20, on mnist5k) TRS still "
           "outperforms vanilla and ADP in most cases.", "Sec. 4.3, Table 1 (architecture of App. F)",
           "table1_mnist",
-          _compare("r20", "r20_trs", ("r20_vanilla", "r20_adp"), "TRS (ResNet-20)", "most")),
+          _compare("1", "trs", ("vanilla", "adp"), "TRS (ResNet-20)", "most", rung="cpu-r20-2ep")),
 )
 
 
 def check_claims(scale="cpu", records: dict | None = None, root=None) -> list[dict]:
-    """Every claim under each of its evaluations (contract C4): a list of dicts with ``id``,
+    """Every claim under each of its evaluations: a list of dicts with ``id``,
     ``text``, ``source``, ``page``, ``evaluation`` (``paper``, ``worst_case`` or ``n/a``),
     ``verdict``, ``estimate``, ``lo``, ``hi`` (the difference and its 95% interval in points,
     None when not run), ``margin`` (points) and ``evidence``."""

@@ -14,9 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import claims as C
 from . import grid
+from ..atomic import atomic_write_json
+from ..paths import results_dir
 from ..records import cell_record, load_records
-from . import tables as R
+from .labels import readable
+from .. import theory
 
 __all__ = ["claims", "theory_findings", "commands", "render", "write", "badge", "VERDICT_CLASS"]
 
@@ -27,7 +31,7 @@ VERDICT_CLASS = {"reproduced": "good", "holds": "good", "confirmed": "good",
                  "inconclusive": "neutral", "vacuous at this scale": "neutral",
                  "not yet run at this scale": "missing"}
 
-# What a claim was judged under (contract C4's ``evaluation``).
+# What a claim was judged under (``evaluation`` of a claim).
 UNDER = {"paper": "the paper's attack", "worst_case": "the strong worst case", "n/a": "no attack"}
 
 SETUP_COMMANDS = ("make book", "make test")
@@ -57,14 +61,13 @@ def _dataset_of(page: str) -> str:
     return "cifar10" if "cifar" in page or "table4" in page else "mnist"
 
 
-def claims(scale="cpu", records=None, root=None) -> list[dict]:
-    """Every claim of ``trs_lib.companion.claims.check_claims`` (contract C4) as a dict with ``id``,
+def claims(rung="cpu", records=None, root=None) -> list[dict]:
+    """Every claim of ``trs_lib.companion.claims.check_claims`` as a dict with ``id``,
     ``text``, ``source``, ``page``, ``verdict``, ``interval`` (text, with the margin), ``scale``
     (text) and ``evidence``."""
-    from . import claims as C
     records = load_records(root) if records is None else records
-    rows = C.check_claims(scale, records)
-    sc = grid.scale(scale)
+    rows = C.check_claims(rung, records)
+    sc = grid.rung(rung)
     out = []
     for r in rows:
         page = r.get("page", "")
@@ -83,8 +86,7 @@ def _short_scale(sc, paper_dataset: str) -> str:
 
 
 def theory_findings() -> list[dict]:
-    """``trs_lib.theory.findings()`` (contract C5)."""
-    from .. import theory
+    """``trs_lib.theory.findings()``."""
     return [dict(f) for f in theory.findings()]
 
 
@@ -111,8 +113,8 @@ def _wall(records, cells) -> tuple[float, int, int, str]:
     return total, ran, len(cells), hw
 
 
-def _table_cells(table_id, scale):
-    cells = grid.table_cells(str(table_id), scale)
+def _table_cells(table_id, rung):
+    cells = grid.table_cells(str(table_id), rung)
     return list(dict.fromkeys(list(cells["train"].values()) + list(cells["eval"].values())))
 
 
@@ -122,10 +124,10 @@ def commands(records=None, root=None) -> list[dict]:
     records = load_records(root) if records is None else records
     out = [dict(what="set up and build this book", command=SETUP_COMMANDS[0], time=""),
            dict(what="set up and run the tests", command=SETUP_COMMANDS[1], time="")]
-    for what, table, scale, extra in (
+    for what, table, rung, extra in (
             ("Table 1 at the CPU scale (train and attack every column)", "1", "cpu", ""),
-            ("Table 2 at the paper's scale on a GPU (CIFAR-10)", "2", "paper", " --device cuda")):
-        cells = _table_cells(table, scale)
+            ("Table 2 at the paper's scale on a GPU (CIFAR-10)", "2", "gpu", " --device cuda")):
+        cells = _table_cells(table, rung)
         total, ran, n, hw = _wall(records, cells)
         if ran == 0:
             time = "not measured yet: no run of it is recorded"
@@ -134,7 +136,7 @@ def commands(records=None, root=None) -> list[dict]:
                     f"time, {hw})")
         out.append(dict(what=what, time=time,
                         command=f".venv/bin/python -m trs_lib.reproduce --tables {table} "
-                                f"--scale {scale}{extra}"))
+                                f"--rung {rung}{extra}"))
     return out
 
 
@@ -154,19 +156,18 @@ def repository_url(root=None) -> str | None:
 
 def _cell(text: str) -> str:
     """Text safe inside a Markdown table cell, labels as the paper means them (no raw TeX)."""
-    from .pages import readable
     return readable(text).replace("|", "\\|").replace("\n", " ")
 
 
-def render(scale="cpu", records=None, root=None, repo_url=None) -> str:
+def render(rung="cpu", records=None, root=None, repo_url=None) -> str:
     """The dashboard as MyST Markdown (included by ``book/intro.md``)."""
     records = load_records(root) if records is None else records
-    cl = claims(scale, records)
+    cl = claims(rung, records)
     counts = {}
     for c in cl:
         counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
-    sc = grid.scale(scale)
-    lines = [f"## The paper's claims at the {scale.upper()} scale", "",
+    sc = grid.rung(rung)
+    lines = [f"## The paper's claims at the {rung} rung", "",
              ", ".join(f"{badge(v)} {n}" for v, n in counts.items()) + ". Computed from the "
              "run records under `results/` by `trs_lib.companion.claims`; each claim links to its page.", "",
              "```{list-table}", ":header-rows: 1", ":class: dashboard",
@@ -181,8 +182,8 @@ def render(scale="cpu", records=None, root=None, repo_url=None) -> str:
                   f"  - {{doc}}`../notebooks/{c['page']}`"]
     mnist, cifar = sc.dataset("mnist"), sc.dataset("cifar10")
     lines += ["```", "",
-              f"The {scale} scale: MNIST columns on {_cell(sc.describe('mnist'))}"
-              if mnist else f"The {scale} scale runs no MNIST column",
+              f"The {rung} scale: MNIST columns on {_cell(sc.describe('mnist'))}"
+              if mnist else f"The {rung} scale runs no MNIST column",
               f"; CIFAR-10 columns on {_cell(sc.describe('cifar10'))}." if cifar
               else "; CIFAR-10 columns are not run at this scale (GPU work).", ""]
     lines += ["## The theory: what holds and what does not", ""]
@@ -229,8 +230,6 @@ def export_records(dest, root=None) -> int:
     """Copy every run record under ``results/`` to ``dest`` (the site's download folder), with
     paths of the machine that ran it made relative to the project and the checksum renewed, and
     the zoo's weights (``results/zoo``) as they are. Returns how many records it wrote."""
-    from ..atomic import atomic_write_json
-    from ..paths import results_dir
     src = Path(root or results_dir())
     project = str(src.resolve().parent)
     dest = Path(dest)
@@ -251,11 +250,11 @@ def export_records(dest, root=None) -> int:
     return n
 
 
-def write(path, scale="cpu", root=None) -> Path:
+def write(path, rung="cpu", root=None) -> Path:
     """Write :func:`render` to ``path`` (creating its folder); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(scale, root=root), encoding="utf-8")
+    path.write_text(render(rung, root=root), encoding="utf-8")
     return path
 
 

@@ -3,7 +3,7 @@
 Each table page (Tables 1-6, Figures 2-4) shows the same sections, built here so that the
 notebooks stay thin and every page reads its numbers the same way:
 
-* :func:`cells` the long frame of a table (contract C4 of ``trs_lib.companion.tables.cells_frame``:
+* :func:`cells` the long frame of a table (``trs_lib.companion.tables.cells_frame``:
   one row per row key, column and evaluation, with ``ours``, ``lo``, ``hi`` in percent);
 * :func:`robustness_plot` robust accuracy against the budget, per method, with interval bars,
   the paper's numbers as hollow markers and the strong worst case beside the paper's attack;
@@ -16,67 +16,37 @@ Nothing here computes an accuracy: every number comes from a record under ``resu
 """
 from __future__ import annotations
 
-import re
 
-from . import dashboard
+from . import claims as C
+from . import dashboard, grid, zoo
+from .labels import column_label, label, readable
+from .. import plots
+from ..stats import wilson_interval
+from ..worst_case import worst_case
 from .. import paper_numbers as P
 from ..records import cell_record, load_records
 from . import tables as R
 
 __all__ = ["label", "column_label", "readable", "cells", "robustness_plot", "tables", "scale_table",
            "audit_tables", "claims_table", "transfer_section", "headline_table",
-           "cw_convergence_table", "r20_table", "record_counts", "load_ensemble", "attack_report",
+           "cw_convergence_table", "rung_table", "record_counts", "load_ensemble", "attack_report",
            "records_links", "zoo_links", "EVALUATIONS"]
 
-# The two evaluations of a cell (contract C4): the paper's attack at its setting, and the
+# The two evaluations of a cell: the paper's attack at its setting, and the
 # strong suite's worst case at the same budget.
 EVALUATIONS = {"paper": "the paper's attack", "worst_case": "strong attack (worst case)"}
-
-# Columns the grid adds beyond the paper's (issue 16), as a reader would name them.
-EXTRA_LABELS = {"trs_published": "TRS (as published)", "gal": "GAL", "dverge": "DVERGE",
-                "vanilla": "vanilla", "r20_vanilla": "vanilla (ResNet-20)",
-                "r20_trs": "TRS (ResNet-20)", "r20_trs_published": "TRS as published (ResNet-20)",
-                "r20_adp": "ADP (ResNet-20)"}
-
-_SUB = re.compile(r"^(?P<name>\w+) ?_\{(?P<a>[^,}]+),(?P<b>[^}]+)\}$")
-
-
-def label(text: str) -> str:
-    """A column label as the paper means it, without TeX: ``ADP_{2,0.5}`` (the paper's
-    ADP with alpha = 2, beta = 0.5, Sec. 4.1) becomes ``ADP (α = 2, β = 0.5)``."""
-    m = _SUB.match(str(text).strip())
-    if m and m["name"] == "ADP":
-        return f"ADP (α = {m['a'].strip()}, β = {m['b'].strip()})"
-    if m:
-        return f"{m['name']} ({m['a'].strip()}, {m['b'].strip()})"
-    return str(text)
-
-
-_SUB_ANY = re.compile(r"\b(?P<name>[A-Za-z]+) ?_\{(?P<a>[^,}]+),(?P<b>[^}]+)\}")
-
-
-def readable(text: str) -> str:
-    """``text`` with every ``NAME_{a,b}`` label replaced by :func:`label`'s form."""
-    return _SUB_ANY.sub(lambda m: label(m.group(0).replace(" _{", "_{")), str(text))
-
 
 def _records(records, root=None):
     return load_records(root) if records is None else records
 
 
-def column_label(column: str, table_labels: dict) -> str:
-    """How a reader names ``column``: the paper's label in its table (``table_labels``, column ->
-    label as printed), else :data:`EXTRA_LABELS`, made readable by :func:`label`."""
-    return label(table_labels.get(column, EXTRA_LABELS.get(column, column)))
-
-
-def cells(table_id, scale="cpu", records=None, root=None):
-    """The cells of Table ``table_id`` in the long layout of contract C4, plus ``label``
+def cells(table_id, rung="cpu", records=None, root=None):
+    """The cells of Table ``table_id`` in the long layout of ``cells_frame``, plus ``label``
     (the column as the paper prints it, readable), ``attack_label`` and ``para``; the cells
     are :func:`trs_lib.companion.tables.cells_frame`'s.
     """
     tab = P.table(table_id)
-    frame = R.cells_frame(tab.id, scale=scale, records=_records(records, root))
+    frame = R.cells_frame(tab.id, rung=rung, records=_records(records, root))
     rows = {r.key: r for r in tab.rows}
     labels = dict(zip(tab.columns, tab.column_labels))
     frame = frame.copy()
@@ -127,13 +97,13 @@ def _paper(rec):
     return f"{v:.1f}" if round(v, 1) == v else f"{v:.2f}"
 
 
-def tables(table_id, scale="cpu", records=None, root=None, frame=None, show=True):
+def tables(table_id, rung="cpu", records=None, root=None, frame=None, show=True):
     """The numbers of a table as narrow tables (rows: attack and budget; columns: the
     paper's columns): ours with its 95% interval, the paper's, ours minus the paper's, and
     the strong worst case at the same budget. With ``show`` (default) displays each under its
     title and returns None; else returns ``{title: DataFrame}``. Tables whose every cell is missing are not shown: one line
     says so instead."""
-    frame = cells(table_id, scale, records, root) if frame is None else frame
+    frame = cells(table_id, rung, records, root) if frame is None else frame
     parts = {
         "Ours: accuracy % under the paper's attack [95% interval]": _grid(frame, "paper", _ours),
         "The paper's numbers (accuracy %)": _grid(frame, "paper", _paper),
@@ -164,48 +134,44 @@ def _show(parts: dict):
                          + "; ".join(f"*{t}*" for t in missing) + "."))
 
 
-def robustness_plot(table_id, scale="cpu", records=None, root=None, frame=None, title=None):
+def robustness_plot(table_id, rung="cpu", records=None, root=None, frame=None, title=None):
     """Robust accuracy against the budget, one panel per attack, one colour per column (see
     ``trs_lib.plots.robustness_plot``). Returns the figure, or None when nothing has run."""
-    from .. import plots
-    frame = cells(table_id, scale, records, root) if frame is None else frame
+    frame = cells(table_id, rung, records, root) if frame is None else frame
     if frame["ours"].isna().all():
         from IPython.display import Markdown, display
-        display(Markdown(f"No run at scale `{scale}` yet: the plot shows only the paper's "
+        display(Markdown(f"No run at rung `{rung}` yet: the plot shows only the paper's "
                          "numbers."))
     tab = P.table(table_id)
-    return plots.robustness_plot(frame, title=title or f"{tab.source} (scale {scale})")
+    return plots.robustness_plot(frame, title=title or f"{tab.source} (rung {rung})")
 
 
-def scale_table(table_id, scale="cpu", records=None, root=None):
+def scale_table(table_id, rung="cpu", records=None, root=None):
     """Per column: the scale its numbers were measured at and its clean accuracy, both read
     from the records."""
-    from .. import plots
-    frame = R.table_frame(table_id, scale, _records(records, root))
+    frame = R.table_frame(table_id, rung, _records(records, root))
     if (frame["status"] != "ok").all():
         from IPython.display import Markdown
-        return Markdown(f"No column of {P.table(table_id).source} has run at scale `{scale}`: "
-                        f"{grid_scale_text(P.table(table_id), scale)}.")
+        return Markdown(f"No column of {P.table(table_id).source} has run at rung `{rung}`: "
+                        f"{grid_scale_text(P.table(table_id), rung)}.")
     out = plots.scale_table(frame)
     out.index = [label(i) for i in out.index]
     out.index.name = "column"
     return out
 
 
-def grid_scale_text(tab, scale) -> str:
-    from . import grid
+def grid_scale_text(tab, rung) -> str:
     datasets = {r.dataset for r in tab.rows if r.dataset} or {tab.dataset}
-    return "; ".join(grid.scale(scale).describe(d) for d in sorted(datasets))
+    return "; ".join(grid.rung(rung).describe(d) for d in sorted(datasets))
 
 
-def headline_table(scale="cpu", records=None, root=None):
+def headline_table(rung="cpu", records=None, root=None):
     """Table 1's headline differences under both evaluations (:func:`trs_lib.companion.claims.headline_differences`):
     per row, TRS's mean over seeds, the best other column's (by mean; the paper's best beside
     it), TRS minus it with its 95% interval (seed-and-point bootstrap), the interval's
     half-width against the target, the half-widths of seeds alone and points alone, the seeds,
     the row's verdict and, where the target is missed, why."""
     import pandas as pd
-    from . import claims as C
     tab = P.table(1)
     labels = dict(zip(tab.columns, tab.column_labels))
     paper_best = {r.key: column_label(tab.columns[max(range(len(tab.columns)), key=lambda j: tab.values[i][j])], labels)
@@ -213,7 +179,7 @@ def headline_table(scale="cpu", records=None, root=None):
     records = _records(records, root)
     out = []
     for evaluation, name in (("paper", "the paper's attack"), ("worst_case", "worst case")):
-        frame = C.headline_differences(scale, evaluation, records)
+        frame = C.headline_differences(rung, evaluation, records)
         for r in frame.to_dict("records"):
             other = column_label(r["best_other"], labels) if r["best_other"] else "not run"
             out.append({
@@ -230,50 +196,48 @@ def headline_table(scale="cpu", records=None, root=None):
     return pd.DataFrame(out).set_index(["evaluation", "row"])
 
 
-def r20_table(scale="cpu", records=None, root=None):
-    """The ResNet-20 columns (target ``r20``) on Table 1's MNIST rows, under the paper's attacks
-    and the worst case: per cell the mean over the scale's seeds with its 95% interval
-    (:meth:`trs_lib.companion.tables.RowResults.interval`), "not run" without a record."""
+def rung_table(rung="cpu-r20-2ep", target="1", records=None, root=None):
+    """The columns of ``target`` on one rung (e.g. the ResNet-20 pilot) on its rows, under the
+    paper's attacks and the worst case: per cell the mean over the rung's seeds with its 95%
+    interval (:meth:`trs_lib.companion.tables.RowResults.interval`), "not run" without a record."""
     import pandas as pd
-    from . import claims as C, grid
     records = _records(records, root)
-    cells = R.seed_cells("r20", scale)
+    cells = R.seed_cells(target, rung)
     out = {}
-    for text, part, key in C.rows_of("r20", "paper", scale) + C.rows_of("r20", "worst_case", scale):
+    for text, part, key in C.rows_of(target, "paper", rung) + C.rows_of(target, "worst_case", rung):
         entry = {}
-        for col in grid.R20_COLUMNS:
-            mean, lo, hi, _ = R.row_results("r20", col, part, key, scale, records, cells=cells).interval()
-            entry[column_label(col, {})] = "not run" if mean is None else f"{mean:.1f} [{lo:.1f}, {hi:.1f}]"
+        for col in grid.table_columns(target, rung):
+            mean, lo, hi, _ = R.row_results(target, col, part, key, rung, records, cells=cells).interval()
+            entry[column_label(col, {}, rung)] = "not run" if mean is None else f"{mean:.1f} [{lo:.1f}, {hi:.1f}]"
         out[text] = entry
     frame = pd.DataFrame(out).T
     frame.index.name = "attack"
     return frame
 
 
-def cw_convergence_table(targets=("1",), scale="cpu", records=None, root=None):
-    """Per white-box cell of ``targets`` (every column and seed): CW at its row's ``c`` with the
+def cw_convergence_table(targets=("1",), rung="cpu", records=None, root=None):
+    """Per white-box cell of ``targets`` (every column and seed; a target may be a pair
+    ``(target, rung)`` for another rung than ``rung``): CW at its row's ``c`` with the
     scale's iterations and with twice as many on the same points
     (:func:`trs_lib.evaluate.cw_convergence`, recorded by every white-box cell), and whether the
     accuracy moved by less than one point (converged). A cell that did not converge reads as an
     upper bound on CW's accuracy."""
     import pandas as pd
-    from . import grid
     records = _records(records, root)
     out = []
     for target in targets:
-        tab_labels = {}
-        if grid.normalise_target(target) != "r20":
-            tab = P.table(target)
-            tab_labels = dict(zip(tab.columns, tab.column_labels))
-        for seed in grid.seeds_for(str(target), scale):
-            for (col, part), cell in grid.table_cells(str(target), scale, seed)["eval"].items():
+        target, rung_ = (target, rung) if isinstance(target, str) else target
+        tab = P.table(target)
+        tab_labels = dict(zip(tab.columns, tab.column_labels))
+        for seed in grid.seeds_for(str(target), rung_):
+            for (col, part), cell in grid.table_cells(str(target), rung_, seed)["eval"].items():
                 if part != "whitebox":
                     continue
                 rec = cell_record(cell, records)
                 chk = (rec or {}).get("metrics", {}).get("cw_convergence")
                 if not chk:
                     continue
-                out.append({"column": column_label(col, tab_labels), "seed": seed,
+                out.append({"column": column_label(col, tab_labels, rung_), "seed": seed,
                             "c": chk["c"], "points": chk["n"],
                             f"accuracy, {chk['steps']:,} iterations (%)": round(100 * chk["accuracy"], 1),
                             "twice the iterations (%)": round(100 * chk["doubled_accuracy"], 1),
@@ -284,14 +248,14 @@ def cw_convergence_table(targets=("1",), scale="cpu", records=None, root=None):
     return pd.DataFrame(out).drop_duplicates().set_index(["column", "seed"])
 
 
-def audit_tables(table_id, scale="cpu", records=None, root=None, show=True):
+def audit_tables(table_id, rung="cpu", records=None, root=None, show=True):
     """The adaptive audit's checks per column and, when any ran, one line per check (displayed
     with ``show``, else returned as ``{title: DataFrame}``)."""
     records = _records(records, root)
-    checks = R.audit_checks_frame(table_id, scale, records)
+    checks = R.audit_checks_frame(table_id, rung, records)
     checks.index = [label(i) for i in checks.index]
     checks.index.name = "column"
-    details = R.audit_details(table_id, scale, records)
+    details = R.audit_details(table_id, rung, records)
     if len(details):
         details["column"] = [label(c) for c in details["column"]]
     parts = {"The audit's checks per column": checks,
@@ -302,11 +266,11 @@ def audit_tables(table_id, scale="cpu", records=None, root=None, show=True):
     return parts
 
 
-def claims_table(ids=None, scale="cpu", records=None, root=None, page=None):
+def claims_table(ids=None, rung="cpu", records=None, root=None, page=None):
     """The verdicts of ``trs_lib.companion.claims``, one row per claim and evaluation: the claims ``ids``,
     or every claim whose page is ``page`` (a notebook name), or all of them."""
     import pandas as pd
-    rows = [c for c in dashboard.claims(scale, _records(records, root))
+    rows = [c for c in dashboard.claims(rung, _records(records, root))
             if (ids is None or c["id"] in ids) and (page is None or c["page"] == page)]
     out = pd.DataFrame([{"claim": c["text"], "judged under": c["under"], "verdict": c["verdict"],
                          "difference, points [95% interval]": c["interval"],
@@ -320,21 +284,20 @@ def claims_table(ids=None, scale="cpu", records=None, root=None, page=None):
 RECORDS_URL = "../_static/records"
 
 
-def records_links(target, scale="cpu", records=None, root=None):
+def records_links(target, rung="cpu", records=None, root=None):
     """Download links to the records behind Table or Figure ``target`` at ``scale`` (every seed
-    of the scale), as Markdown; one sentence when none has run."""
+    of the rung), as Markdown; one sentence when none has run."""
     from IPython.display import Markdown
-    from . import grid
     records = _records(records, root)
     keys = []
-    for seed in grid.seeds_for(str(target), scale):
-        cells = grid.table_cells(str(target), scale, seed)
+    for seed in grid.seeds_for(str(target), rung):
+        cells = grid.table_cells(str(target), rung, seed)
         for cell in list(cells["train"].values()) + list(cells["eval"].values()):
             key = f"{cell.kind}/{cell.name}"
             if key in records and key not in keys:
                 keys.append(key)
     if not keys:
-        return Markdown(f"No record behind this page at scale `{scale}` yet.")
+        return Markdown(f"No record behind this page at rung `{rung}` yet.")
     items = "\n".join(f"* [{k}.json]({RECORDS_URL}/{k}.json)" for k in keys)
     return Markdown(f"The {len(keys)} run records behind this page (JSON: config, metrics, git "
                     f"commit, hardware, wall time):\n\n{items}")
@@ -344,7 +307,6 @@ def zoo_links(root=None):
     """Download links to the zoo's weights (``trs_lib.companion.zoo``), with their SHA-256, as Markdown;
     one sentence while the zoo is empty."""
     from IPython.display import Markdown
-    from . import zoo
     entries = zoo.entries(root)
     if not entries:
         return Markdown("The zoo is empty at this commit: no weights to download yet "
@@ -368,15 +330,14 @@ def record_counts(records):
     return out.to_frame()
 
 
-def transfer_section(figure_id, scale="cpu", records=None, root=None, show=True, plot=True):
+def transfer_section(figure_id, rung="cpu", records=None, root=None, show=True, plot=True):
     """Figures 2-4: the annotated heatmaps (vanilla, TRS and TRS minus vanilla) and the matrices
     as numbers. With ``show`` (default) displays the matrices and returns None; else returns
     ``(figure or None, {title: DataFrame})``."""
     import pandas as pd
-    from .. import plots
-    frames = R.transfer_frames(figure_id, scale, _records(records, root))
+    frames = R.transfer_frames(figure_id, rung, _records(records, root))
     ran = {k: v for k, v in frames.items() if v is not None}
-    fig = plots.transfer_heatmaps(frames, title=f"{P.figure(figure_id).source} (scale {scale})") \
+    fig = plots.transfer_heatmaps(frames, title=f"{P.figure(figure_id).source} (rung {rung})") \
         if ran and plot else None
     parts = {}
     for (ens, attack), mat in frames.items():
@@ -386,7 +347,7 @@ def transfer_section(figure_id, scale="cpu", records=None, root=None, show=True,
         from IPython.display import Markdown, display
         if not ran:
             display(Markdown(f"No transfer matrix of {P.figure(figure_id).source} has run at "
-                             f"scale `{scale}`."))
+                             f"rung `{rung}`."))
         for t, df in parts.items():
             if len(df):
                 display(Markdown(f"**{t}**"))
@@ -397,14 +358,10 @@ def transfer_section(figure_id, scale="cpu", records=None, root=None, show=True,
 
 # ------------------------------------------------------------------ attack our ensembles
 def load_ensemble(column="trs", seed=0, fallback=None, log=print):
-    """An ensemble of the CPU-scale zoo (``trs_lib.companion.zoo.load``, contract C6) and a sentence saying
+    """An ensemble of the CPU-scale zoo (``trs_lib.companion.zoo.load``) and a sentence saying
     where it came from. While the zoo is empty (or lacks ``column``), ``fallback()`` is called
     instead (e.g. a small fresh training) and the sentence says so."""
-    try:
-        from . import zoo
-        have = list(zoo.available())
-    except ImportError:
-        zoo, have = None, []
+    have = list(zoo.available())
     if (column, seed) in [tuple(a) for a in have]:
         ensemble, record = zoo.load(column, seed=seed)
         return ensemble, f"zoo: column {column!r}, seed {seed} (checksum verified)"
@@ -421,13 +378,11 @@ def attack_report(model, attack, x, y, budgets, suite="linf", overrides=None, se
 
     ``attack(model, x, y, eps) -> x_adv``: any function of yours; its examples are checked to lie
     in the L-infinity ball and in [0, 1] (else a ``ValueError`` names the budget). Columns: your
-    attack, the suite's worst case (``trs_lib.worst_case``, when the strong evaluation provides
-    it; else PGD-50 with 3 restarts), and both together (a point counts as robust only if it
+    attack, the suite's worst case (``trs_lib.worst_case``), and both together (a point counts as robust only if it
     survives every attack), plus which attack broke the most points.
     """
     import pandas as pd
     import torch
-    from ..stats import wilson_interval
     if not callable(attack):
         raise ValueError(f"attack must be a function (model, x, y, eps) -> x_adv, got {attack!r}")
     budgets = [float(b) for b in budgets]
@@ -452,20 +407,10 @@ def attack_report(model, attack, x, y, budgets, suite="linf", overrides=None, se
             raise ValueError(f"your attack at eps={eps:g} returned examples outside the "
                              "L-infinity ball or [0, 1]")
         mine = correct(xa)
-        try:
-            from ..worst_case import worst_case
-            wc = worst_case(model, x, y, eps=eps, suite=suite, overrides=overrides, seed=seed)
-            strong = torch.tensor([c == "1" for c in wc["correct"]])
-            broken = max(wc["broken_by"].items(), key=lambda kv: kv[1])[0] if wc["broken_by"] else "-"
-            name = f"worst case ({suite} suite)"
-        except ImportError:
-            from ..attacks import get
-            pgd = get("pgd")
-            strong = torch.ones_like(mine)
-            for r in range(3):
-                torch.manual_seed(seed + r)
-                strong &= correct(pgd(model, x, y, eps=eps, steps=50, alpha=eps / 10))
-            broken, name = "pgd", "PGD-50, 3 restarts"
+        wc = worst_case(model, x, y, eps=eps, suite=suite, overrides=overrides, seed=seed)
+        strong = torch.tensor([c == "1" for c in wc["correct"]])
+        broken = max(wc["broken_by"].items(), key=lambda kv: kv[1])[0] if wc["broken_by"] else "-"
+        name = f"worst case ({suite} suite)"
         rows.append({"eps": f"{eps:g}", "your attack": fmt(mine), name: fmt(strong),
                      "both (per point)": fmt(mine & strong),
                      "your attack finds points the suite misses": int((~mine & strong).sum()),

@@ -1,4 +1,4 @@
-"""Reproduction check (issue 16): retrain one committed TRS cell from this commit and check
+"""Reproduction check: retrain one committed TRS cell from this commit and check
 that its clean and worst-case accuracies fall inside the committed record's intervals.
 
     make repro-check                                     # = python -m trs_lib.companion.repro_check
@@ -21,12 +21,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from ..stats import wilson_interval
+from . import grid as G
+from . import reproduce as D
+from ..records import cell_record, dirty_files, git_commit, load_records, read_record, record_path
 
 __all__ = ["check", "compare", "main"]
 
 
 def _interval(entry, n):
-    from ..stats import wilson_interval
     if entry.get("ci95"):
         return tuple(float(v) for v in entry["ci95"])
     return wilson_interval(round(float(entry["accuracy"]) * n), n)
@@ -35,7 +38,6 @@ def _interval(entry, n):
 def compare(old: dict, new: dict) -> list[dict]:
     """Rows ``{what, committed, interval, rerun, inside, points_changed}`` comparing a
     committed evaluation record with a rerun of the same cell (fractions)."""
-    from ..stats import wilson_interval
     mo, mn = old["metrics"], new["metrics"]
     n = int(mo["n_test"])
     out = [dict(what="clean accuracy", committed=mo["clean_accuracy"],
@@ -76,13 +78,10 @@ def _report(column, seed, tc, ec, rows, commit, dirty, wall) -> str:
     return "\n".join(lines) + "\n"
 
 
-def check(column="trs", seed=0, scale="cpu", out=None, keep=False, log=print) -> int:
+def check(column="trs", seed=0, rung="cpu", out=None, keep=False, log=print) -> int:
     """Run the check; returns the exit status (module docstring)."""
-    from . import grid as G
-    from . import reproduce as D
-    from ..records import cell_record, dirty_files, git_commit, load_records, read_record, record_path
     records = load_records()
-    cells = G.table_cells("1", scale, seed)
+    cells = G.table_cells("1", rung, seed)
     if column not in cells["train"]:
         log(f"unknown column {column!r} for Table 1; valid: {sorted(cells['train'])}")
         return 2
@@ -90,7 +89,7 @@ def check(column="trs", seed=0, scale="cpu", out=None, keep=False, log=print) ->
     old = cell_record(ec, records)
     if cell_record(tc, records) is None or old is None:
         log(f"no committed record of {tc.name} and its worst_case evaluation {ec.name}: the regrid "
-            f"has not run this cell yet (python -m trs_lib.reproduce --scale {G.scale(scale).name})")
+            f"has not run this cell yet (python -m trs_lib.reproduce --rung {G.rung(rung).name})")
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="trs-repro-check-"))
     os.environ["TRS_RUNS_DIR"] = str(tmp / "runs")  # this process and its notebooks
@@ -98,7 +97,7 @@ def check(column="trs", seed=0, scale="cpu", out=None, keep=False, log=print) ->
     t0 = time.perf_counter()
     for cell in (tc, ec):
         log(f"rerunning {cell.kind} {cell.name} ...")
-        D.run_cell(cell, root=root, scale_name=G.scale(scale).name, log=log)
+        D.run_cell(cell, root=root, rung_name=G.rung(rung).name, log=log)
     new = read_record(record_path(ec, root))
     rows = compare(old, new)
     files = dirty_files()
@@ -118,11 +117,11 @@ def main(argv=None) -> int:
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("--column", default="trs", help="a column of Table 1 (default: trs)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--scale", default="cpu")
+    ap.add_argument("--rung", default="cpu")
     ap.add_argument("--out", help="where to write the report (default: results/repro_check.md)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary runs and results")
     args = ap.parse_args(argv)
-    return check(args.column, args.seed, args.scale, args.out, args.keep)
+    return check(args.column, args.seed, args.rung, args.out, args.keep)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Reproduce the paper's tables: run every cell of their grid that has no record yet.
 
-    python -m trs_lib.reproduce --tables 1 3 5 6 fig2 fig3 --scale cpu
-    python -m trs_lib.reproduce --tables 1 --scale cpu --dry-run     # what would run
+    python -m trs_lib.reproduce --tables 1 3 5 6 fig2 fig3 --rung cpu
+    python -m trs_lib.reproduce --tables 1 --rung cpu --dry-run     # what would run
 
 Each cell of the grid (``trs_lib.companion.grid``) is one papermill run of a notebook:
 ``notebooks/train_trs.ipynb`` for a training, ``notebooks/evaluate.ipynb`` for an evaluation.
@@ -17,7 +17,7 @@ On a cluster, ``--executor slurm`` submits the missing cells as Slurm jobs throu
 instead (``trs_lib.companion.executors``: a job array of trainings, the evaluations after their training
 with ``afterok``; jobs already pending or running are not submitted twice):
 
-    python -m trs_lib.reproduce --tables 1 --scale paper --executor slurm --partition gpu \
+    python -m trs_lib.reproduce --tables 1 --rung gpu --executor slurm --partition gpu \
         --gpus-per-job 1 --time 12:00:00 --mem 32G --slurm-extra account=myproj
 """
 from __future__ import annotations
@@ -29,10 +29,12 @@ import sys
 import time
 from pathlib import Path
 
+from . import executors as X
 from . import grid as G
 from ..atomic import CorruptFileError, atomic_write_json, read_json
-from ..paths import display_path, project_root, runs_dir
-from ..records import read_record, record_path, notebook_path
+from ..paths import display_path, project_root, results_dir, runs_dir
+from ..records import (DirtyTreeError, check_clean_tree, mark_allow_dirty, notebook_path,
+                       read_record, record_path, relativize_notebook)
 
 __all__ = ["TRAIN_NOTEBOOK", "EVAL_NOTEBOOK", "plan", "reproduce", "papermill_runner",
            "train_parameters", "eval_parameters", "main", "UP_TO_DATE", "shard_of", "parse_shard"]
@@ -84,10 +86,10 @@ def _is_done(cell, root) -> bool:
     return True
 
 
-def plan(targets=None, scale="cpu", root=None, cells=None, kinds=("train", "eval")) -> list[tuple]:
+def plan(targets=None, rung="cpu", root=None, cells=None, kinds=("train", "eval")) -> list[tuple]:
     """``[(cell, done)]`` for every cell the targets need (or the given ``cells``), keeping the
     cells of the given ``kinds`` (``train``, ``eval``)."""
-    cells = G.cells_for(targets or (), scale) if cells is None else list(cells)
+    cells = G.cells_for(targets or (), rung) if cells is None else list(cells)
     return [(c, _is_done(c, root)) for c in cells if c.kind in kinds]
 
 
@@ -108,7 +110,7 @@ def _run_notebook(runner, notebook, cell, parameters, root, log) -> Path:
     return tmp
 
 
-def _finish_train(cell, tmp_nb, parameters, root, scale_name) -> Path:
+def _finish_train(cell, tmp_nb, parameters, root, rung_name) -> Path:
     src = run_dir(cell) / "record.json"
     if not src.is_file():
         raise RuntimeError(f"{TRAIN_NOTEBOOK} finished but wrote no {src}; "
@@ -118,17 +120,17 @@ def _finish_train(cell, tmp_nb, parameters, root, scale_name) -> Path:
     if got is not None and got != cell.key:
         raise RuntimeError(f"training {cell.name}: the notebook trained config {got}, the grid "
                            f"asked for {cell.key}; check the parameters {parameters}")
-    rec["grid"] = {"cell": cell.name, "kind": "train", "scale": scale_name,
+    rec["grid"] = {"cell": cell.name, "kind": "train", "scale": rung_name,
                    "notebook": notebook_path(cell, root).name, "parameters": parameters}
     return _commit(cell, tmp_nb, rec, root)
 
 
-def _finish_eval(cell, tmp_nb, tmp_json, parameters, root, scale_name) -> Path:
+def _finish_eval(cell, tmp_nb, tmp_json, parameters, root, rung_name) -> Path:
     if not tmp_json.is_file():
         raise RuntimeError(f"{EVAL_NOTEBOOK} finished but wrote no {tmp_json}")
     rec = read_json(tmp_json)
     rec.setdefault("config", {}).update({"eval": cell.spec()})
-    rec["grid"] = {"cell": cell.name, "kind": "eval", "scale": scale_name,
+    rec["grid"] = {"cell": cell.name, "kind": "eval", "scale": rung_name,
                    "train": cell.train.name, "notebook": notebook_path(cell, root).name,
                    "parameters": parameters}
     out = _commit(cell, tmp_nb, rec, root)
@@ -138,8 +140,7 @@ def _finish_eval(cell, tmp_nb, tmp_json, parameters, root, scale_name) -> Path:
 
 def _commit(cell, tmp_nb, rec, root) -> Path:
     """Notebook first, record last: a record on disk always has its notebook beside it."""
-    from ..records import mark_allow_dirty, relativize_notebook
-    relativize_notebook(tmp_nb)  # no absolute paths in committed notebooks (issue 16)
+    relativize_notebook(tmp_nb)  # no absolute paths in committed notebooks
     mark_allow_dirty(rec)        # a -dirty commit got here only through --allow-dirty
     tmp_nb.replace(notebook_path(cell, root))
     path = atomic_write_json(record_path(cell, root), rec)
@@ -151,13 +152,13 @@ def _weights_present(train_cell) -> bool:
     return (run_dir(train_cell) / "weights.safetensors").is_file()
 
 
-def run_cell(cell, runner=None, root=None, device="auto", scale_name="", log=print) -> Path:
+def run_cell(cell, runner=None, root=None, device="auto", rung_name="", log=print) -> Path:
     """Run one grid cell with papermill and write its record; returns the record's path."""
     runner = runner or papermill_runner
     if cell.kind == "train":
         params = train_parameters(cell, device)
         tmp = _run_notebook(runner, TRAIN_NOTEBOOK, cell, params, root, log)
-        return _finish_train(cell, tmp, params, root, scale_name)
+        return _finish_train(cell, tmp, params, root, rung_name)
     if not _weights_present(cell.train):
         # The training's record exists (it is committed) but its weights are not here
         # (runs/ is not committed): train again into runs/, without touching its record.
@@ -171,7 +172,7 @@ def run_cell(cell, runner=None, root=None, device="auto", scale_name="", log=pri
     tmp_json.unlink(missing_ok=True)
     params = eval_parameters(cell, tmp_json, device)
     tmp = _run_notebook(runner, EVAL_NOTEBOOK, cell, params, root, log)
-    return _finish_eval(cell, tmp, tmp_json, params, root, scale_name)
+    return _finish_eval(cell, tmp, tmp_json, params, root, rung_name)
 
 
 def _describe(err: BaseException) -> str:
@@ -210,7 +211,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
-def reproduce(targets=None, scale="cpu", root=None, cells=None, runner=None, device="auto",
+def reproduce(targets=None, rung="cpu", root=None, cells=None, runner=None, device="auto",
               dry_run=False, log=print, progress=True, kinds=("train", "eval"),
               executor="local", settings=None, wait=False, poll_s=10.0,
               allow_dirty=False, shard=None) -> dict:
@@ -224,10 +225,9 @@ def reproduce(targets=None, scale="cpu", root=None, cells=None, runner=None, dev
     ``running`` (cell -> job id) and ``logs`` (cell -> log path). ``shard``: ``(k, n)``, run
     only the cells of shard ``k`` of ``n`` (:func:`shard_of`; local executor).
     """
-    from . import executors as X
     if executor not in X.EXECUTORS:
         raise X.ExecutorError(f"unknown executor {executor!r}; valid executors: {list(X.EXECUTORS)}")
-    sc = G.scale(scale)
+    sc = G.rung(rung)
     items = plan(targets, sc, root, cells, kinds)
     if shard is not None:  # trainings of other shards and their evaluations: another driver's
         mine = shard_of(plan(targets, sc, root, cells), shard)
@@ -245,13 +245,11 @@ def reproduce(targets=None, scale="cpu", root=None, cells=None, runner=None, dev
         for c in todo:
             log(f"  would run {c.kind:5s} {c.name}")
         return summary
-    from ..paths import results_dir
-    from ..records import check_clean_tree
-    # refuses a dirty tree (naming the changed files) unless allow_dirty (issue 16)
+    # refuses a dirty tree (naming the changed files) unless allow_dirty
     check_clean_tree(project_root(), allow_dirty, results_root=root or results_dir())
     if executor != "local":
         summary.update(X.submit(todo, sc.name, executor, settings, root, device, runner,
-                                wait=wait, poll_s=poll_s, log=log))
+                                wait=wait, poll_s=poll_s, log=log, run_cell=run_cell))
         return summary
     from tqdm.auto import tqdm
     t_all = time.perf_counter()
@@ -295,7 +293,7 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tables", nargs="+", default=["1", "3", "5", "6", "fig2", "fig3"],
                     help=f"tables and figures to reproduce, from {list(G.TARGETS)}")
-    ap.add_argument("--scale", default="cpu", choices=sorted(G.SCALES))
+    ap.add_argument("--rung", default="cpu", choices=sorted(G.RUNGS))
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda (passed to the notebooks)")
     ap.add_argument("--dry-run", action="store_true", help="list the cells that would run")
     ap.add_argument("--kinds", nargs="+", default=["train", "eval"], choices=["train", "eval"],
@@ -305,7 +303,6 @@ def main(argv=None) -> int:
                          "marked provenance.allow_dirty, and pages warn about them)")
     ap.add_argument("--stream", action="store_true",
                     help="show each notebook's own output (training progress) as it runs")
-    from . import executors as X
     ap.add_argument("--executor", default="local", choices=X.EXECUTORS,
                     help="local: run the cells here, one after another; slurm: submit them as "
                          "Slurm jobs (submitit); submitit-local: the same jobs as local processes")
@@ -354,9 +351,8 @@ def main(argv=None) -> int:
         except X.ExecutorError as err:
             ap.error(str(err))
     runner = functools.partial(papermill_runner, stream=True) if args.stream else None
-    from ..records import DirtyTreeError
     try:
-        summary = reproduce(targets, args.scale, device=args.device, dry_run=args.dry_run,
+        summary = reproduce(targets, args.rung, device=args.device, dry_run=args.dry_run,
                             runner=runner, kinds=tuple(args.kinds), executor=args.executor,
                             settings=settings, wait=args.wait, allow_dirty=args.allow_dirty,
                             shard=shard)

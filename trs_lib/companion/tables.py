@@ -7,6 +7,9 @@ comes from a record, and a cell without a record says ``not run``.
 """
 from __future__ import annotations
 
+from . import grid
+from .. import paper_numbers as P
+from .. import stats
 from ..records import cell_record, is_dirty, load_records
 
 __all__ = ["cells_frame", "row_results", "RowResults", "EVALUATIONS", "seed_cells",
@@ -51,15 +54,13 @@ def scale_of(train_record: dict | None, eval_record: dict | None = None) -> str:
     return text
 
 
-def audit_checks_frame(table_id, scale="cpu", records: dict | None = None, root=None):
+def audit_checks_frame(table_id, rung="cpu", records: dict | None = None, root=None):
     """The audit's sanity checks per column of Table ``table_id`` (1-5): status of each check
     (``pass``, ``FAIL``, ``skipped``) with its eps, or ``not run``."""
     import pandas as pd
-    from .. import paper_numbers as P
-    from . import grid
     tab = P.table(table_id)
     records = load_records(root) if records is None else records
-    cells = grid.table_cells(tab.id, scale)
+    cells = grid.table_cells(tab.id, rung)
     out = {}
     for col, label in zip(tab.columns, tab.column_labels):
         ec = cells["eval"].get((col, "audit"))
@@ -76,14 +77,12 @@ def audit_checks_frame(table_id, scale="cpu", records: dict | None = None, root=
     return frame
 
 
-def audit_details(table_id, scale="cpu", records: dict | None = None, root=None):
+def audit_details(table_id, rung="cpu", records: dict | None = None, root=None):
     """One sentence per (column, check) from the audit records: what was measured."""
     import pandas as pd
-    from .. import paper_numbers as P
-    from . import grid
     tab = P.table(table_id)
     records = load_records(root) if records is None else records
-    cells = grid.table_cells(tab.id, scale)
+    cells = grid.table_cells(tab.id, rung)
     out = []
     for col, label in zip(tab.columns, tab.column_labels):
         ec = cells["eval"].get((col, "audit"))
@@ -98,14 +97,12 @@ def _audit_value(record, row) -> float | None:
     """Worst case of the audit's APGD attacks at the row's L-infinity budget (percent)."""
     if record is None or row.param != "eps":
         return None
-    from .grid import AUDIT_ATTACKS
-    from ..paper_numbers import Row
-    vals = [robust_accuracy(record, Row(a, "eps", row.value)) for a in AUDIT_ATTACKS]
+    vals = [robust_accuracy(record, P.Row(a, "eps", row.value)) for a in grid.AUDIT_ATTACKS]
     vals = [v for v in vals if v is not None]
     return min(vals) if vals else None
 
 
-def table_frame(table_id, scale="cpu", records: dict | None = None, root=None):
+def table_frame(table_id, rung="cpu", records: dict | None = None, root=None):
     """Paper vs ours for every cell of Table ``table_id`` (1-5), as a long ``DataFrame``.
 
     Columns: ``attack``, ``para``, ``row`` (its key), ``column`` (key), ``label`` (as printed),
@@ -115,13 +112,11 @@ def table_frame(table_id, scale="cpu", records: dict | None = None, root=None):
     ``scale`` (read from the records) and ``status`` (``ok`` or ``not run``).
     """
     import pandas as pd
-    from .. import paper_numbers as P
-    from . import grid
     tab = P.table(table_id)
     if tab.id == "6":
-        return ila_frame(scale, records, root)
+        return ila_frame(rung, records, root)
     records = load_records(root) if records is None else records
-    cells = grid.table_cells(tab.id, scale)
+    cells = grid.table_cells(tab.id, rung)
     out = []
     for i, row in enumerate(tab.rows):
         part = "pgd110" if row.steps == 110 else "whitebox"
@@ -154,15 +149,13 @@ def _clean(erec, trec) -> float | None:
     return None
 
 
-def ila_frame(scale="cpu", records: dict | None = None, root=None):
+def ila_frame(rung="cpu", records: dict | None = None, root=None):
     """Table 6 (ILA on member 1): paper vs ours per row (data set, eps) and column (member
     1-3, ensemble), in the layout of :func:`table_frame`."""
     import pandas as pd
-    from .. import paper_numbers as P
-    from . import grid
     tab = P.table(6)
     records = load_records(root) if records is None else records
-    cells = grid.table_cells("6", scale)
+    cells = grid.table_cells("6", rung)
     out = []
     for i, row in enumerate(tab.rows):
         ec = cells["eval"].get(("trs", f"ila:{row.dataset}"))
@@ -192,18 +185,16 @@ def _ila_entry(record, row) -> dict | None:
     return None
 
 
-def transfer_frames(figure_id, scale="cpu", records: dict | None = None, root=None) -> dict:
+def transfer_frames(figure_id, rung="cpu", records: dict | None = None, root=None) -> dict:
     """The transfer matrices of a figure: ``{(ensemble column, attack): DataFrame or None}``.
 
     Cell (i, j) of a matrix is the accuracy (percent) of member i on adversarial examples
     crafted against member j, as in Figures 2-4; None where the cell has not run.
     """
     import pandas as pd
-    from .. import paper_numbers as P
-    from . import grid
     fig = P.figure(figure_id)
     records = load_records(root) if records is None else records
-    cells = grid.table_cells(fig.id, scale)
+    cells = grid.table_cells(fig.id, rung)
     out = {}
     for col in fig.ensembles:
         ec = cells["eval"].get((col, "transfer"))
@@ -223,13 +214,13 @@ def transfer_frames(figure_id, scale="cpu", records: dict | None = None, root=No
     return out
 
 
-# ------------------------------------------------------------ seeds and intervals (issue 16)
+# ------------------------------------------------------------ seeds and intervals
 EVALUATIONS = ("paper", "worst_case")
 
 
 class RowResults:
     """One row of one column over the seeds of a scale: per seed, the accuracy (fraction), the
-    per-point results (``correct`` strings, contract C1; None in older records), the number of
+    per-point results (``correct`` strings; None in older records), the number of
     points, and whether its records are dirty. ``seeds`` lists the seeds that have a number."""
 
     def __init__(self):
@@ -254,13 +245,11 @@ class RowResults:
 
     def array(self, seeds=None):
         """``(seeds, points)`` array of the per-point results of ``seeds`` (default: all)."""
-        from ..stats import as_array
         seeds = self.seeds if seeds is None else seeds
-        return as_array([self.correct[self.seeds.index(s)] for s in seeds])
+        return stats.as_array([self.correct[self.seeds.index(s)] for s in seeds])
 
     def interval(self):
         """``(mean, lo, hi, method)`` in percent, or ``(None, None, None, "not run")``."""
-        from .. import stats
         if not self.seeds:
             return None, None, None, NOT_RUN
         if self.paired:
@@ -292,20 +281,19 @@ def _n_points(record, entry) -> int | None:
     return m.get("n_test") or record.get("config", {}).get("n_test")
 
 
-def seed_cells(target, scale="cpu") -> dict:
-    """``{seed: grid.table_cells(target, scale, seed)}`` for every seed the scale trains."""
-    from . import grid
-    return {seed: grid.table_cells(target, scale, seed) for seed in grid.seeds_for(target, scale)}
+def seed_cells(target, rung="cpu") -> dict:
+    """``{seed: grid.table_cells(target, rung, seed)}`` for every seed the scale trains."""
+    return {seed: grid.table_cells(target, rung, seed) for seed in grid.seeds_for(target, rung)}
 
 
-def row_results(target, column, part, key, scale="cpu", records=None, root=None,
+def row_results(target, column, part, key, rung="cpu", records=None, root=None,
                 cells: dict | None = None) -> RowResults:
     """The results of row ``key`` (an entry key of the evaluation records, e.g.
     ``pgd10/eps=0.1`` or ``worst_case:linf/eps=0.1``) for ``column`` of ``target``'s grid in
     the evaluation cell ``part`` (``whitebox``, ``worst_case``, ``pgd110``, ...), over every
     seed the scale trains (``cells``: :func:`seed_cells`, computed when not given)."""
     records = load_records(root) if records is None else records
-    cells = seed_cells(target, scale) if cells is None else cells
+    cells = seed_cells(target, rung) if cells is None else cells
     out = RowResults()
     for seed, by_seed in cells.items():
         ec = by_seed["eval"].get((column, part))
@@ -318,19 +306,18 @@ def row_results(target, column, part, key, scale="cpu", records=None, root=None,
     return out
 
 
-def _row_spec(row, evaluation, scale="cpu"):
+def _row_spec(row, evaluation, rung="cpu"):
     """(eval part, entry key) of a table row under an evaluation; key None: no such number (a
     CW row has no L-infinity budget; a budget the scale's worst case leaves out)."""
-    from .grid import WorstCaseRow, worst_case_rows
     if evaluation == "paper":
         return ("pgd110" if row.steps == 110 else "whitebox"), row.key
-    if row.param != "eps" or not worst_case_rows([row], scale_=scale):
+    if row.param != "eps" or not grid.worst_case_rows([row], rung_=rung):
         return "worst_case", None
-    return "worst_case", WorstCaseRow(row.value).key
+    return "worst_case", grid.WorstCaseRow(row.value).key
 
 
-def cells_frame(table_id, scale="cpu", records: dict | None = None, root=None):
-    """Every cell of a table, over seeds, with its 95% interval (contract C4).
+def cells_frame(table_id, rung="cpu", records: dict | None = None, root=None):
+    """Every cell of a table, over seeds, with its 95% interval.
 
     One row per (row key, column, evaluation): ``table``, ``row``, ``attack``, ``param``,
     ``value``, ``column``, ``label``, ``evaluation`` (``paper``: the paper's attack at its
@@ -338,37 +325,33 @@ def cells_frame(table_id, scale="cpu", records: dict | None = None, root=None):
     over seeds), ``lo``, ``hi`` (95% interval in %, ``trs_lib.stats``), ``interval`` (how it
     was computed; records without per-point results get a flagged fallback), ``n_seeds``,
     ``n_points``, ``paper`` (the paper's number in %, or None), ``dirty`` (a record of the cell
-    was written from a dirty tree). Missing cells have ``ours`` None. ``table_id``: 1-6 or
-    ``r20`` (the ResNet-20 columns; the paper's numbers are Table 1's ResNet-20 ones).
+    was written from a dirty tree). Missing cells have ``ours`` None. ``table_id``: 1-6; the
+    columns are the rung's (:func:`trs_lib.companion.grid.table_columns`).
     """
     import pandas as pd
-    from .. import paper_numbers as P
-    from . import grid
     target = grid.normalise_target(table_id)
     records = load_records(root) if records is None else records
     if target == "6":
-        return _ila_cells_frame(scale, records)
-    tab = P.table("1" if target == "r20" else target)
-    rows = P.MNIST_WHITEBOX_ROWS if target == "r20" else tab.rows
-    columns = grid.table_columns(target)
+        return _ila_cells_frame(rung, records)
+    tab = P.table(target)
+    rows = tab.rows
+    columns = grid.table_columns(target, rung)
     labels = dict(zip(tab.columns, tab.column_labels))
-    cells = seed_cells(target, scale)
+    cells = seed_cells(target, rung)
     out = []
     for row in rows:
         for col in columns:
-            paper_col = col.removeprefix("r20_") if target == "r20" else col
-            paper = tab.value(row, paper_col) if paper_col in tab.columns else None
-            label = labels.get(paper_col, paper_col)
-            label = f"{label} (ResNet-20)" if target == "r20" else label
+            paper = tab.value(row, col) if col in tab.columns else None
+            label = labels.get(col, col)
             for ev in EVALUATIONS:
-                part, key = _row_spec(row, ev, scale)
-                res = RowResults() if key is None else row_results(target, col, part, key, scale,
+                part, key = _row_spec(row, ev, rung)
+                res = RowResults() if key is None else row_results(target, col, part, key, rung,
                                                                     records, cells=cells)
                 ours, lo, hi, how = res.interval()
                 if key is None:
                     how = ("no worst case at a CW setting" if row.param != "eps" else
-                           f"worst case not run at this budget at scale {grid.scale(scale).name!r} "
-                           f"(the budget's cut: eps {', '.join(f'{e:g}' for e in grid.scale(scale).worst_case_eps)} only)")
+                           f"worst case not run at this budget on rung {grid.rung(rung).name!r} "
+                           f"(the budget's cut: eps {', '.join(f'{e:g}' for e in grid.rung(rung).worst_case_eps)} only)")
                 out.append(dict(table=target, row=row.key, attack=row.label, param=row.param,
                                 value=row.value, column=col, label=label, evaluation=ev,
                                 ours=ours, lo=lo, hi=hi, interval=how, n_seeds=len(res.seeds),
@@ -377,20 +360,17 @@ def cells_frame(table_id, scale="cpu", records: dict | None = None, root=None):
     return pd.DataFrame(out)
 
 
-def _ila_cells_frame(scale, records):
+def _ila_cells_frame(rung, records):
     """Table 6 in the layout of :func:`cells_frame`: columns are the members and the
     ensemble, the evaluation is the paper's (ILA on member 1)."""
     import pandas as pd
-    from .. import paper_numbers as P
-    from . import grid
-    from .. import stats
     tab = P.table(6)
     out = []
     for i, row in enumerate(tab.rows):
         per_col = {c: [] for c in tab.columns}
         n, dirty = None, False
-        for seed in grid.seeds_for("6", scale):
-            ec = grid.table_cells("6", scale, seed)["eval"].get(("trs", f"ila:{row.dataset}"))
+        for seed in grid.seeds_for("6", rung):
+            ec = grid.table_cells("6", rung, seed)["eval"].get(("trs", f"ila:{row.dataset}"))
             erec = cell_record(ec, records) if ec else None
             entry = _ila_entry(erec, row)
             if entry is None:

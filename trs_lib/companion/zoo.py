@@ -20,7 +20,13 @@ import shutil
 import sys
 from pathlib import Path
 
+from . import grid as G
+from .. import data
 from ..atomic import atomic_write_json, read_json, sha256_file
+from ..checkpoint import load_weights
+from ..evaluate import spread_indices
+from ..paths import display_path, results_dir, runs_dir
+from ..records import cell_record, load_records, read_record
 
 __all__ = ["available", "load", "entries", "build", "eval_points", "clean_accuracy", "zoo_dir",
            "ZooError", "MAX_MB", "INDEX"]
@@ -36,7 +42,6 @@ class ZooError(RuntimeError):
 
 def zoo_dir(root=None) -> Path:
     """``<results>/zoo`` (``root``: a results folder; default ``results/``)."""
-    from ..paths import results_dir
     return Path(root or results_dir()) / "zoo"
 
 
@@ -71,8 +76,6 @@ def load(column: str, seed: int = 0, root=None, device="cpu"):
     ``"trs_published"``): the weights' SHA-256 is checked against the index before loading,
     ``record`` is its training's record with ``zoo`` (the index entry: clean accuracy, test
     points, evaluation record) added."""
-    from ..checkpoint import load_weights
-    from ..records import read_record
     e = _entry(column, seed, root)
     folder = zoo_dir(root)
     st = folder / e["weights"]
@@ -91,8 +94,6 @@ def load(column: str, seed: int = 0, root=None, device="cpu"):
 def eval_points(dataset: str, n: int | None, root=None):
     """The test points an evaluation attacks: ``n`` points spread evenly over the test split
     (``notebooks/evaluate``'s choice; all of them when ``n`` is None or the split's size)."""
-    from .. import data
-    from ..evaluate import spread_indices
     x, y = data.load(dataset, "test", root=root)
     n = len(x) if n is None else min(int(n), len(x))
     idx = spread_indices(len(x), n)
@@ -109,14 +110,12 @@ def clean_accuracy(ensemble, dataset: str, n: int | None) -> float:
     return correct / len(y)
 
 
-def _clean_from_records(column, seed, scale, records):
+def _clean_from_records(column, seed, rung, records):
     """(clean accuracy, n, eval record key) from the column's evaluations, or Nones."""
-    from . import grid as G
-    from ..records import cell_record
-    for target in ("1", "3", "5", "fig2", "r20"):
-        if seed not in G.seeds_for(target, scale):
+    for target in ("1", "3", "5", "fig2"):
+        if seed not in G.seeds_for(target, rung):
             continue
-        cells = G.table_cells(target, scale, seed)
+        cells = G.table_cells(target, rung, seed)
         for (col, part), ec in cells["eval"].items():
             if col != column or part == "audit":
                 continue
@@ -127,28 +126,25 @@ def _clean_from_records(column, seed, scale, records):
     return None, None, None
 
 
-def build(scale="cpu", seed: int = 0, columns=None, root=None, max_mb: float = MAX_MB,
+def build(rung="cpu", seed: int = 0, columns=None, root=None, max_mb: float = MAX_MB,
           log=print) -> list[dict]:
     """Copy the ``seed`` weights of the grid's columns from ``runs/`` into the zoo, in the
     driver's column order, up to ``max_mb`` MB in all; write the index. A column without a
     training record, weights or a clean accuracy in its evaluation records is left out (and
     said). Returns the index's entries."""
-    from . import grid as G
-    from ..paths import display_path, runs_dir
-    from ..records import load_records, cell_record
     records = load_records(root)
     columns = list(columns) if columns is not None else [
-        c for c in G.PRIORITY if any(c in G.table_columns(t) for t in ("1", "3", "5", "r20"))
+        c for c in G.PRIORITY if any(c in G.table_columns(t, rung) for t in ("1", "3", "5"))
         or c == "vanilla"]
     folder = zoo_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
     out, total = [], 0
     for col in columns:
-        ds = G.scale(scale).dataset("mnist")
-        tc = G.train_cell(col, ds, scale, seed)
+        ds = G.rung(rung).dataset("mnist")
+        tc = G.train_cell(col, ds, rung, seed)
         trec = cell_record(tc, records)
         st, sidecar = runs_dir() / tc.name / "weights.safetensors", runs_dir() / tc.name / "weights.json"
-        acc, n, erec = _clean_from_records(col, seed, scale, records)
+        acc, n, erec = _clean_from_records(col, seed, rung, records)
         why = ("no training record" if trec is None else "no weights in runs/" if not st.is_file()
                else "no evaluation record with a clean accuracy" if acc is None else None)
         if why:
@@ -162,7 +158,7 @@ def build(scale="cpu", seed: int = 0, columns=None, root=None, max_mb: float = M
         shutil.copyfile(st, folder / f"{stem}.safetensors")
         shutil.copyfile(sidecar, folder / f"{stem}.json")
         total += size
-        out.append(dict(column=col, seed=seed, scale=G.scale(scale).name, train=tc.name,
+        out.append(dict(column=col, seed=seed, scale=G.rung(rung).name, train=tc.name,
                         weights=f"{stem}.safetensors", sidecar=f"{stem}.json",
                         sha256=sha256_file(folder / f"{stem}.safetensors"),
                         record=f"train/{tc.name}.json", eval_record=erec, clean_accuracy=acc,
@@ -176,12 +172,12 @@ def build(scale="cpu", seed: int = 0, columns=None, root=None, max_mb: float = M
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trs_lib.companion.zoo", description=__doc__.split("\n\n")[0])
     ap.add_argument("command", choices=["list", "build"])
-    ap.add_argument("--scale", default="cpu")
+    ap.add_argument("--rung", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-mb", type=float, default=MAX_MB)
     args = ap.parse_args(argv)
     if args.command == "build":
-        build(args.scale, args.seed, max_mb=args.max_mb)
+        build(args.rung, args.seed, max_mb=args.max_mb)
     for e in entries():
         print(f"{e['column']:>18s} seed {e['seed']}: clean {100 * e['clean_accuracy']:.1f}% on "
               f"{e['n_test']} points, {e['bytes'] / 2**20:.1f} MB, sha256 {e['sha256'][:12]}")

@@ -1,11 +1,15 @@
 """The theory chapter's checks as data: ``check_table`` ends each notebook with a pass/fail table,
-``findings()`` lists the chapter's verdicts (contract C5, read by the book's dashboard)."""
+``findings()`` lists the chapter's verdicts (read by the book's dashboard)."""
 from __future__ import annotations
 
 import math
 from numbers import Integral
 
 import pandas as pd
+from .definitions import total_variation, total_variation_by_events
+from .exact import main_text_counterexample
+from .validity import search_theorem1, search_theorem2, summarize
+from .definitions import trs_similarity_literal
 
 __all__ = ["check_table", "glue_check_counts", "findings", "CHECK_COLUMNS"]
 
@@ -77,9 +81,6 @@ def findings(size: str = "small") -> list[dict]:
 
     import torch
 
-    from .definitions import total_variation, total_variation_by_events
-    from .exact import main_text_counterexample
-    from .validity import search_theorem1, search_theorem2, summarize
 
     sizes = {"tiny": (300, 3), "small": (1500, 12), "full": (6000, 160)}
     if size not in sizes:
@@ -93,7 +94,6 @@ def findings(size: str = "small") -> list[dict]:
     sC = summarize(search_theorem2(n2, seed=0, targeted=True))
     p, q = [Fraction(1, 2), Fraction(1, 2), Fraction(0)], [Fraction(0), Fraction(1, 2), Fraction(1, 2)]
     lit = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)
-    from .definitions import trs_similarity_literal
     lit_val = trs_similarity_literal(lit, lit.flip(1) - 5).item()
 
     def search_text(s, name):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import torch
+from .estimators import bound_terms, bounds_from_terms
 
 __all__ = [
     "linear_softmax_input_hessian",
@@ -143,7 +144,6 @@ def main_text_counterexample(a: float = math.sqrt(0.02), margin_f: float | None 
     support, with the exact similarities) and ``bounds`` (:func:`bounds_from_terms`):
     ``bounds["lower_main_text"]`` is about 0.95 while ``terms["transferability"]`` is 0.
     """
-    from .estimators import bound_terms, bounds_from_terms
 
     margin_f = 0.98 * a if margin_f is None else margin_f
     if not (a > 0 and c > 0 and d > 0 and e > 0):

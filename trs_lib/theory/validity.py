@@ -32,6 +32,7 @@ from .bounds import (lower_bound_targeted, lower_bound_untargeted, upper_bound_t
                      upper_bound_untargeted)
 from .estimators import bound_terms, bounds_from_terms, estimate_gradient_similarity, label_losses
 from .exact import linear_softmax_model, linear_softmax_smoothness
+from .exact import binary_linear_model
 
 __all__ = [
     "binary_logistic_terms", "binary_logistic_points", "search_theorem1",
@@ -113,7 +114,6 @@ def binary_logistic_points(mu_f, mu_g, s_f: float, s_g: float, theta: float):
     boundary through 0) and ``G`` (normal at angle ``theta`` radians, through 0), and the two
     models: ``(x, y, model_f, model_g)``, for cross-checking :func:`binary_logistic_terms`
     against :func:`bound_terms`."""
-    from .exact import binary_linear_model
     if not 0 < theta < math.pi:
         raise ValueError(f"theta must be in (0, pi) so that the margins fix the point, got {theta}")
     A = torch.tensor([[1.0, 0.0], [math.cos(theta), math.sin(theta)]], dtype=torch.float64)
