@@ -8,13 +8,16 @@ from trs_lib.companion import tables, zoo
 from trs_lib.paths import results_dir
 
 
-@pytest.mark.parametrize("column,seed", zoo.available() or [pytest.param(
+@pytest.mark.parametrize("name,seed", zoo.available() or [pytest.param(
     None, None, marks=pytest.mark.skip(reason="the zoo is empty until the regrid commits weights "
                                               "(python -m trs_lib.companion.zoo build)"))])
-def test_committed_zoo_entry_loads_and_matches_its_record(column, seed):
-    ensemble, record = zoo.load(column, seed)  # checks the SHA-256 against the index
+def test_committed_zoo_entry_loads_and_matches_its_record(name, seed):
+    ensemble, record = zoo.load(name, seed)  # checks the SHA-256 against the index
     e = record["zoo"]
-    assert record["config"]["method"] == G.COLUMNS[column][0]
+    assert name == zoo.zoo_name(e["column"], e["rung"])
+    # the entry is its rung's training of its column, and that training's record
+    assert e["train"] == G.train_cell(e["column"], e["dataset"], e["rung"], seed).name
+    assert record["config"]["method"] == G.COLUMNS[e["column"]][0]
     acc = zoo.clean_accuracy(ensemble, e["dataset"], e["n_test"])
     assert abs(acc - e["clean_accuracy"]) <= 1 / e["n_test"] + 1e-9, (acc, e["clean_accuracy"])
 

@@ -313,10 +313,10 @@ def zoo_links(root=None):
                         "(`python -m trs_lib.companion.zoo build` fills it after a regrid).")
     lines = []
     for e in entries:
-        name = f"{e['column']}-seed{int(e['seed'])}"
-        sha = e.get("sha256") or e.get("weights_sha256") or ""
-        lines.append(f"* {name}: [weights]({RECORDS_URL}/zoo/{name}.safetensors), "
-                     f"[sidecar]({RECORDS_URL}/zoo/{name}.json)"
+        stem = e["weights"].removesuffix(".safetensors")
+        sha = e.get("sha256") or ""
+        lines.append(f"* {stem}: [weights]({RECORDS_URL}/zoo/{e['weights']}), "
+                     f"[sidecar]({RECORDS_URL}/zoo/{e['sidecar']})"
                      + (f", SHA-256 `{sha[:16]}…`" if sha else ""))
     return Markdown(f"[The zoo's index]({RECORDS_URL}/zoo/index.json) and its "
                     f"{len(entries)} ensembles:\n\n" + "\n".join(lines))

@@ -28,7 +28,7 @@ from ..evaluate import spread_indices
 from ..paths import display_path, results_dir, runs_dir
 from ..records import cell_record, load_records, read_record
 
-__all__ = ["available", "load", "entries", "build", "eval_points", "clean_accuracy", "zoo_dir",
+__all__ = ["zoo_name", "available", "load", "entries", "build", "eval_points", "clean_accuracy", "zoo_dir",
            "ZooError", "MAX_MB", "INDEX"]
 
 MAX_MB = 40.0
@@ -56,14 +56,21 @@ def entries(root=None) -> list[dict]:
     return list(index.get("entries", []))
 
 
+def zoo_name(column: str, rung: str = "cpu") -> str:
+    """An ensemble's name in the zoo: its grid column on rung ``cpu`` (``trs``), else
+    ``column@rung`` (``trs@cpu-r20-2ep``, the ResNet-20 pilot's TRS)."""
+    return column if rung == "cpu" else f"{column}@{rung}"
+
+
 def available(root=None) -> list[tuple[str, int]]:
-    """``[(column, seed)]`` of every ensemble in the zoo (``[]`` until the regrid fills it)."""
-    return [(e["column"], int(e["seed"])) for e in entries(root)]
+    """``[(name, seed)]`` of every ensemble in the zoo (:func:`zoo_name`; ``[]`` until the
+    regrid fills it)."""
+    return [(e["name"], int(e["seed"])) for e in entries(root)]
 
 
-def _entry(column, seed, root) -> dict:
+def _entry(name, seed, root) -> dict:
     for e in entries(root):
-        if e["column"] == column and int(e["seed"]) == int(seed):
+        if e["name"] == name and int(e["seed"]) == int(seed):
             return e
     have = available(root)
     raise ZooError(f"no ensemble {column!r} with seed {seed} in the zoo; available: "
@@ -76,7 +83,7 @@ def load(column: str, seed: int = 0, root=None, device="cpu"):
     ``"trs_published"``): the weights' SHA-256 is checked against the index before loading,
     ``record`` is its training's record with ``zoo`` (the index entry: clean accuracy, test
     points, evaluation record) added."""
-    e = _entry(column, seed, root)
+    e = _entry(name, seed, root)
     folder = zoo_dir(root)
     st = folder / e["weights"]
     if not st.is_file():
@@ -154,11 +161,12 @@ def build(rung="cpu", seed: int = 0, columns=None, root=None, max_mb: float = MA
         if (total + size) / 2**20 > max_mb:
             log(f"  zoo: {col} seed {seed} left out: the zoo would exceed {max_mb:g} MB")
             continue
-        stem = f"{col}-seed{seed}"
+        name = zoo_name(col, G.rung(rung).name)
+        stem = f"{name}-seed{seed}"
         shutil.copyfile(st, folder / f"{stem}.safetensors")
         shutil.copyfile(sidecar, folder / f"{stem}.json")
         total += size
-        out.append(dict(column=col, seed=seed, scale=G.rung(rung).name, train=tc.name,
+        out.append(dict(name=name, column=col, rung=G.rung(rung).name, seed=seed, train=tc.name,
                         weights=f"{stem}.safetensors", sidecar=f"{stem}.json",
                         sha256=sha256_file(folder / f"{stem}.safetensors"),
                         record=f"train/{tc.name}.json", eval_record=erec, clean_accuracy=acc,
@@ -179,7 +187,7 @@ def main(argv=None) -> int:
     if args.command == "build":
         build(args.rung, args.seed, max_mb=args.max_mb)
     for e in entries():
-        print(f"{e['column']:>18s} seed {e['seed']}: clean {100 * e['clean_accuracy']:.1f}% on "
+        print(f"{e['name']:>24s} seed {e['seed']}: clean {100 * e['clean_accuracy']:.1f}% on "
               f"{e['n_test']} points, {e['bytes'] / 2**20:.1f} MB, sha256 {e['sha256'][:12]}")
     if not entries():
         print("the zoo is empty (it is filled after the regrid: python -m trs_lib.companion.zoo build)")
