@@ -1,4 +1,5 @@
-"""Base models: ResNet-20 (He et al. 2016, CIFAR variant) and a small CNN for CPU-scale runs.
+"""Base models: ResNet-20 (He et al. 2016, CIFAR variant), the TRS authors' ResNet-20 variant and
+a small CNN for CPU-scale runs.
 
 Every model takes inputs in [0, 1] and normalises inside ``forward``, so attacks work in
 pixel space. ``build(arch, dataset)`` is the registry entry point.
@@ -11,7 +12,8 @@ import torch.nn.functional as F
 
 from .data import info
 
-__all__ = ["ARCHS", "BATCHNORM_ARCHS", "build", "ResNet20", "SmallCNN", "Normalize", "BatchNorm2d",
+__all__ = ["ARCHS", "BATCHNORM_ARCHS", "build", "ResNet20", "ResNet20Authors", "AUTHORS_NORMALIZATION",
+           "SmallCNN", "Normalize", "BatchNorm2d",
            "set_data_parallel", "count_parameters"]
 
 
@@ -84,8 +86,28 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
+class ProjectionBlock(BasicBlock):
+    """:class:`BasicBlock` with the option B shortcut (He et al. Sec 3.3): where the shape changes
+    (stride 2 or more channels) the shortcut is a strided 1x1 convolution followed by BatchNorm,
+    elsewhere the identity. The shortcut's layers are named ``downsample.0`` and ``downsample.1``,
+    so the state dict's keys are those of the TRS authors' ``cifar_resnet20`` (without the
+    normalisation buffers)."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__(cin, cout, stride)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                            BatchNorm2d(cout))
+
+    def shortcut(self, x):
+        return x if self.downsample is None else self.downsample(x)
+
+
 class ResNet20(nn.Module):
     """ResNet-20: 3 stages of 3 basic blocks, 16/32/64 channels, about 0.27 M parameters."""
+
+    block = BasicBlock
 
     def __init__(self, in_channels=3, num_classes=10, mean=(0.0,), std=(1.0,), depth=20):
         super().__init__()
@@ -97,7 +119,7 @@ class ResNet20(nn.Module):
         for cout, stride in ((16, 1), (32, 2), (64, 2)):
             blocks = []
             for i in range(n):
-                blocks.append(BasicBlock(cin, cout, stride if i == 0 else 1))
+                blocks.append(self.block(cin, cout, stride if i == 0 else 1))
                 cin = cout
             layers.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = layers
@@ -114,6 +136,45 @@ class ResNet20(nn.Module):
 
     def forward(self, x):
         return self.fc(self.features(x))
+
+
+# The TRS authors' input normalisation (Transferability-Reduced-Smooth-Ensemble,
+# utils/Empirical/datasets.py), by input channels: CIFAR-10's with their std (ours, from the
+# data set, is (0.2470, 0.2435, 0.2616)); for 1-channel digits their MNIST constants (0.5, 0.5).
+AUTHORS_NORMALIZATION = {3: ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+                         1: ((0.5,), (0.5,))}
+
+
+class ResNet20Authors(ResNet20):
+    """The TRS authors' ResNet-20 (their ``cifar_resnet20``; ``mnist_resnet20`` for 1 channel), built
+    from our blocks. It differs from :class:`ResNet20` in three ways:
+
+    * option B shortcuts (:class:`ProjectionBlock`: 1x1 convolution + BatchNorm where the shape
+      changes) instead of the zero-padded identity; 272,474 parameters on CIFAR-10 instead of 269,722;
+    * normalisation: their constants (:data:`AUTHORS_NORMALIZATION`), not the data set's. On
+      3-channel CIFAR-10 mean (0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010). On 1-channel
+      inputs mean 0.5, std 0.5: their code trains MNIST with ``mnist_resnet20`` (the same network
+      with one input channel and a 7x7 average pool, which is our global average pool on 28x28
+      inputs) behind ``NormalizeLayer([0.5], [0.5])``, so we do not use the data set's
+      (0.1307, 0.3081) there as our :class:`ResNet20` does. They have no Fashion-MNIST setting; it
+      gets the same 1-channel constants;
+    * initialisation: convolutions N(0, 2 / (k * k * out_channels)) (He, fan-out), the linear layer
+      PyTorch's default, BatchNorm weight 1 and bias 0.
+
+    Inputs are in [0, 1]; normalisation is inside ``forward``.
+    """
+
+    block = ProjectionBlock
+
+    def __init__(self, in_channels=3, num_classes=10, depth=20):
+        if in_channels not in AUTHORS_NORMALIZATION:
+            raise ValueError(f"the authors' ResNet-20 takes 1 or 3 input channels, got {in_channels}")
+        mean, std = AUTHORS_NORMALIZATION[in_channels]
+        super().__init__(in_channels, num_classes, mean, std, depth)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        self.fc.reset_parameters()
 
 
 class SmallCNN(nn.Module):
@@ -158,8 +219,9 @@ class SmallCNN(nn.Module):
 
 
 SMOOTH_ACTIVATIONS = {"softplus": F.softplus, "gelu": F.gelu}
-ARCHS = ("resnet20", "small_cnn", "small_cnn_softplus", "small_cnn_gelu")
-BATCHNORM_ARCHS = ("resnet20",)   # the architectures whose training batches are not per-example
+ARCHS = ("resnet20", "resnet20_authors", "small_cnn", "small_cnn_softplus", "small_cnn_gelu")
+# the architectures whose training batches are not per-example
+BATCHNORM_ARCHS = ("resnet20", "resnet20_authors")
 
 
 def build(arch: str, dataset: str = "mnist5k") -> nn.Module:
@@ -169,6 +231,8 @@ def build(arch: str, dataset: str = "mnist5k") -> nn.Module:
     d = info(dataset)
     if arch == "resnet20":
         return ResNet20(d.channels, d.num_classes, d.mean, d.std)
+    if arch == "resnet20_authors":
+        return ResNet20Authors(d.channels, d.num_classes)
     if arch.startswith("small_cnn_"):
         return SmallCNN(d.channels, d.num_classes, d.mean, d.std, d.size,
                         activation=arch[len("small_cnn_"):])
