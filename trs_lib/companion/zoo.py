@@ -73,15 +73,15 @@ def _entry(name, seed, root) -> dict:
         if e["name"] == name and int(e["seed"]) == int(seed):
             return e
     have = available(root)
-    raise ZooError(f"no ensemble {column!r} with seed {seed} in the zoo; available: "
+    raise ZooError(f"no ensemble {name!r} with seed {seed} in the zoo; available: "
                    + (str(have) if have else "none (the zoo is empty until the regrid commits "
                                                "weights: python -m trs_lib.companion.zoo build)"))
 
 
-def load(column: str, seed: int = 0, root=None, device="cpu"):
-    """``(ensemble, record)`` for a column of the grid (e.g. ``"trs"``, ``"adp"``,
-    ``"trs_published"``): the weights' SHA-256 is checked against the index before loading,
-    ``record`` is its training's record with ``zoo`` (the index entry: clean accuracy, test
+def load(name: str, seed: int = 0, root=None, device="cpu"):
+    """``(ensemble, record)`` for an ensemble of the zoo (a column of the grid, e.g. ``"trs"``,
+    ``"adp"``, ``"trs_published"``, or ``column@rung``, :func:`zoo_name`): the weights' SHA-256 is checked against the index
+    before loading, ``record`` is its training's record with ``zoo`` (the index entry: clean accuracy, test
     points, evaluation record) added."""
     e = _entry(name, seed, root)
     folder = zoo_dir(root)
