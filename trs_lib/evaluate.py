@@ -13,9 +13,19 @@ functions halve it on CUDA out-of-memory errors (``run_batched``) and report the
 """
 from __future__ import annotations
 
+import math
+import time
+
 import torch
 
+from . import data
 from . import trs as T
+from .attacks import presets as _presets
+from .audit import audit
+from .member_transfer import ila_layer_sweep, ila_table, member_correct, transfer_matrix
+from .paper_numbers import row_key
+from .theory.estimators import input_gradient, local_smoothness
+from .worst_case import SUITES as _WC
 from .worst_case import (_correct, attack_batched, device_of,  # noqa: F401
                          interval_fields, robust_accuracy, run_batched, worst_case)
 
@@ -69,17 +79,6 @@ def gradient_cosine(ensemble, x: torch.Tensor, y: torch.Tensor, batch_size: int 
 # Robust accuracy, transfer matrices and the ILA table, batched on the model's device. Every
 # function that runs attacks catches CUDA out-of-memory, halves its batch and goes on from the
 # batch that failed, and reports the batch size it finished with (``batch_size`` in the result).
-
-import math  # noqa: E402
-import time  # noqa: E402
-
-from .attacks import presets as _presets  # noqa: E402
-from .paper_numbers import row_key  # noqa: E402
-from .member_transfer import ila_layer_sweep, ila_table, member_correct, transfer_matrix  # noqa: E402
-from .theory.estimators import input_gradient, local_smoothness
-from .worst_case import SUITES as _WC
-from . import data
-from .audit import audit
 
 __all__ += ["run_batched", "attack_batched", "robust_accuracy", "transfer_matrix", "ila_table",
             "ila_layer_sweep", "cw_convergence", "spread_indices", "whitebox_table", "worst_case_table", "worst_case",

@@ -14,8 +14,7 @@ import functools
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .. import data
-from .. import models
+from .. import data, models
 from ..ensemble import build_ensemble
 
 __all__ = ["quick_model", "quick_ensemble", "linear_model", "test_points", "LogProbs"]

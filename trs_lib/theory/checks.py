@@ -6,10 +6,9 @@ import math
 from numbers import Integral
 
 import pandas as pd
-from .definitions import total_variation, total_variation_by_events
+from .definitions import total_variation, total_variation_by_events, trs_similarity_literal
 from .exact import main_text_counterexample
 from .validity import search_theorem1, search_theorem2, summarize
-from .definitions import trs_similarity_literal
 
 __all__ = ["check_table", "glue_check_counts", "findings", "CHECK_COLUMNS"]
 
