@@ -187,9 +187,12 @@ def test_keep_two_never_counts_a_newer_unverified_checkpoint(tmp_path):
 
 
 # ---------------------------------------------------------------- results files
+_CONFIG = {"method": "trs", "dataset": "mnist5k", "seed": 0, "epochs": 1}
+
+
 def test_results_record_corruptions_are_named(tmp_path):
     path = tmp_path / "results" / "train" / "cell.json"
-    write_record(path, "train", {"dataset": "mnist5k"}, {"acc": 0.987654321}, 1.0, "cpu")
+    write_record(path, "train", _CONFIG, {"acc": 0.987654321}, 1.0, "cpu")
     assert read_record(path)["metrics"] == {"acc": 0.987654321}
     text = path.read_text()
     cases = {
@@ -211,7 +214,7 @@ def test_results_record_corruptions_are_named(tmp_path):
 
 def test_nan_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="refusing to write NaN"):
-        write_record(tmp_path / "r.json", "train", {}, {"acc": float("nan")}, 1.0)
+        write_record(tmp_path / "r.json", "train", _CONFIG, {"acc": float("nan")}, 1.0)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -243,7 +243,8 @@ def test_exported_records_have_no_absolute_paths(tmp_path):
     from trs_lib.atomic import read_json
     src = tmp_path / "proj" / "results"
     from trs_lib.records import write_record
-    write_record(src / "train" / "x.json", "train", {"run_dir": str(tmp_path / "proj" / "runs" / "x")},
+    write_record(src / "train" / "x.json", "train", {"method": "trs", "dataset": "mnist5k", "seed": 0,
+                 "epochs": 1, "run_dir": str(tmp_path / "proj" / "runs" / "x")},
                  {"final": {}}, 1.0)
     assert dashboard.export_records(tmp_path / "site", root=src) == 1
     rec = read_json(tmp_path / "site" / "train" / "x.json")

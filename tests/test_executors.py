@@ -268,11 +268,11 @@ def test_slurm_failed_job_is_reported_and_resubmitted_after_its_training(fake_sl
 def test_recorded_cells_are_never_submitted(fake_slurm):
     slurm, grid = fake_slurm
     tc = grid[0]
-    records.write_record(records.record_path(tc), "train", {}, {"final": {}}, 1.0)
+    records.write_record(records.record_path(tc), "train", tc.config().to_dict(), {"final": {}}, 1.0)
     s = R.reproduce(cells=grid[:2], executor="slurm", log=lambda m: None, progress=False)
     assert list(s["submitted"]) == [grid[1].name] and s["done"] == [tc.name]
     assert slurm["it"].submissions[0][2] is None  # its training is done: no dependency
-    records.write_record(records.record_path(grid[1]), "evaluate", {}, {"rows": []}, 1.0)
+    records.write_record(records.record_path(grid[1]), "eval", {}, {"rows": []}, 1.0)
     logs = []
     R.reproduce(cells=grid[:2], executor="slurm", log=logs.append, progress=False)
     assert R.UP_TO_DATE in logs and len(slurm["it"].submissions) == 1
@@ -295,7 +295,7 @@ def fake_runner(notebook, output, parameters, cwd):
                              {"final": {}, "config_hash": config_hash(cfg)}, 1.0)
     else:
         rows = [{"key": r["key"], "accuracy": 0.5} for r in parameters["rows"]]
-        records.write_record(Path(parameters["out_json"]), "evaluate", {},
+        records.write_record(Path(parameters["out_json"]), "eval", {},
                              {"rows": rows, "n_test": 5}, 1.0)
 
 

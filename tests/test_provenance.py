@@ -9,7 +9,7 @@ import pytest
 
 from trs_lib import paths
 
-from trs_lib import records
+from trs_lib import provenance, records
 from trs_lib.companion import tables
 from trs_lib.companion import reproduce as D
 
@@ -52,7 +52,7 @@ def test_records_and_their_notebooks_hold_no_absolute_paths():
     bad = []
     for key, rec in _committed_records().items():
         rec = {k: v for k, v in rec.items() if k != "_path"}
-        if records.is_dirty(rec):
+        if provenance.is_dirty(rec):
             continue
         kind, name = key.split("/", 1)
         texts = {key: json.dumps(rec)}
@@ -92,7 +92,7 @@ def test_relativize_notebook_removes_the_project_root(tmp_path):
     nb = tmp_path / "n.ipynb"
     nb.write_text(json.dumps({"metadata": {"papermill": {"input_path": f"{tmp_path}/notebooks/e.ipynb"}},
                               "cells": [{"outputs": [{"text": f"run {tmp_path}/runs/a is complete"}]}]}))
-    records.relativize_notebook(nb, tmp_path)
+    provenance.relativize_notebook(nb, tmp_path)
     text = nb.read_text()
     assert str(tmp_path) not in text and "notebooks/e.ipynb" in text and "run runs/a" in text
 
@@ -113,25 +113,25 @@ def _git_repo(tmp_path):
 
 def test_dirty_tree_is_refused_naming_the_files_unless_allowed(tmp_path):
     _git_repo(tmp_path)
-    assert records.check_clean_tree(tmp_path) == []
+    assert provenance.check_clean_tree(tmp_path) == []
     (tmp_path / "results" / "r.json").write_text('{"new": 1}')   # records do not count
     (tmp_path / "results" / "new.json").write_text("{}")
-    assert records.dirty_files(tmp_path) == []
+    assert provenance.dirty_files(tmp_path) == []
     (tmp_path / "code.py").write_text("x = 2\n")
     (tmp_path / "extra.py").write_text("")
-    with pytest.raises(records.DirtyTreeError, match=r"2 changed file\(s\): code.py, extra.py"):
-        records.check_clean_tree(tmp_path)
-    assert records.check_clean_tree(tmp_path, allow_dirty=True) == ["code.py", "extra.py"]
+    with pytest.raises(provenance.DirtyTreeError, match=r"2 changed file\(s\): code.py, extra.py"):
+        provenance.check_clean_tree(tmp_path)
+    assert provenance.check_clean_tree(tmp_path, allow_dirty=True) == ["code.py", "extra.py"]
     # records going outside the project (a test's, a benchmark's) are not the committed store
-    assert records.check_clean_tree(tmp_path, results_root=tmp_path.parent / "elsewhere") == []
-    assert records.git_commit(tmp_path).endswith("-dirty")
+    assert provenance.check_clean_tree(tmp_path, results_root=tmp_path.parent / "elsewhere") == []
+    assert provenance.git_commit(tmp_path).endswith("-dirty")
 
 
 def test_mark_allow_dirty_marks_only_dirty_commits():
-    rec = records.mark_allow_dirty({"provenance": {"git_commit": "a" * 40 + "-dirty"}})
-    assert rec["provenance"]["allow_dirty"] is True and records.is_dirty(rec)
-    clean = records.mark_allow_dirty({"provenance": {"git_commit": "a" * 40}})
-    assert "allow_dirty" not in clean["provenance"] and not records.is_dirty(clean)
+    rec = provenance.mark_allow_dirty({"provenance": {"git_commit": "a" * 40 + "-dirty"}})
+    assert rec["provenance"]["allow_dirty"] is True and provenance.is_dirty(rec)
+    clean = provenance.mark_allow_dirty({"provenance": {"git_commit": "a" * 40}})
+    assert "allow_dirty" not in clean["provenance"] and not provenance.is_dirty(clean)
 
 
 def test_driver_cli_refuses_a_dirty_tree(tmp_path, monkeypatch, capsys):
@@ -139,7 +139,7 @@ def test_driver_cli_refuses_a_dirty_tree(tmp_path, monkeypatch, capsys):
     files, before running anything."""
     monkeypatch.setenv("TRS_RESULTS_DIR", str(ROOT / "results"))
     monkeypatch.setenv("TRS_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setattr(records, "dirty_files", lambda root=None: ["trs_lib/changed.py"])
+    monkeypatch.setattr(provenance, "dirty_files", lambda root=None: ["trs_lib/changed.py"])
     monkeypatch.setattr(D, "_is_done", lambda cell, root=None: False)  # whatever results/ holds
     ran = []
     monkeypatch.setattr(D, "run_cell", lambda *a, **k: ran.append(a) or Path("x"))

@@ -7,7 +7,7 @@ import pytest
 from trs_lib.companion import grid as G
 from trs_lib import paper_numbers as P
 from trs_lib.companion import reproduce as R
-from trs_lib import records
+from trs_lib import provenance, records
 from trs_lib.companion import tables
 from trs_lib.atomic import CorruptFileError, atomic_write_json
 
@@ -41,10 +41,11 @@ def test_paper_numbers_spot_values_and_shared_cells():
 
 # ---------------------------------------------------------------- records
 def test_record_round_trip_and_corrupt_file(tmp_path):
-    path = records.write_record(tmp_path / "train" / "a.json", "train", {"lam": 0.1},
-                                {"acc": 0.5}, wall_time_s=1.23456)
+    cfg = {"method": "trs", "dataset": "mnist5k", "seed": 0, "epochs": 4, "lam": 0.1}
+    path = records.write_record(tmp_path / "train" / "a.json", "train", cfg,
+                                {"final": {"acc": 0.5}}, wall_time_s=1.23456)
     rec = records.read_record(path)
-    assert rec["config"] == {"lam": 0.1} and rec["metrics"] == {"acc": 0.5}
+    assert rec["config"] == cfg and rec["metrics"] == {"final": {"acc": 0.5}}
     assert rec["provenance"]["wall_time_s"] == 1.235 and "torch" in rec["provenance"]["versions"]
     (tmp_path / "train" / "bad.json").write_text('{"kind": "train", "conf')
     messages = []
@@ -167,9 +168,9 @@ def test_train_cell_names_match_the_trainers_run_folder():
 # ---------------------------------------------------------------- the reader builds a table
 def _fake_eval_record(cell, acc=0.5):
     rows = [{"key": r.key, "attack": r.attack, "accuracy": acc} for r in cell.rows]
-    return {"kind": "evaluate", "config": {}, "metrics": {"rows": rows, "n_test": 500,
+    return {"kind": "eval", "config": {}, "metrics": {"rows": rows, "n_test": 500,
                                                           "clean_accuracy": 0.97},
-            "provenance": {}}
+            "provenance": provenance.provenance(1.0)}
 
 
 def test_table_frame_reads_records_and_says_not_run(tmp_path):
@@ -221,7 +222,7 @@ class FakeRunner:
         else:
             from pathlib import Path
             rows = [{"key": r["key"], "accuracy": 0.5} for r in parameters["rows"]]
-            records.write_record(Path(parameters["out_json"]), "evaluate", {},
+            records.write_record(Path(parameters["out_json"]), "eval", {},
                                  {"rows": rows, "n_test": 5}, 1.0)
 
 
@@ -330,7 +331,7 @@ def test_committed_records_are_readable_and_belong_to_the_grid():
         if key not in cells:
             # records of the grid before the regrid are all marked allow_dirty; any other
             # record must belong to a rung's grid
-            assert records.is_dirty(rec), f"{key}: not a cell of any rung (stale record?)"
+            assert provenance.is_dirty(rec), f"{key}: not a cell of any rung (stale record?)"
             continue
         assert (results_dir() / kind / f"{name}.ipynb").is_file(), f"{key}: executed notebook missing"
         if kind == "eval":
@@ -349,8 +350,8 @@ def _seeded_eval_record(cell, p, n=200, with_correct=True, seed=0):
         if with_correct:
             entry["correct"] = c
         rows.append(entry)
-    return {"kind": "evaluate", "config": {}, "metrics": {"rows": rows, "n_test": n},
-            "provenance": {"git_commit": "abc"}}
+    return {"kind": "eval", "config": {}, "metrics": {"rows": rows, "n_test": n},
+            "provenance": {**provenance.provenance(1.0), "git_commit": "abc"}}
 
 
 def test_cells_frame_means_over_seeds_with_intervals_and_flags_old_records():

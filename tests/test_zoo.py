@@ -46,7 +46,7 @@ def test_build_load_and_checksum(tmp_path, monkeypatch):
     ec = G.table_cells("1", "cpu", 0)["eval"][("trs", "worst_case")]
     n = 50
     acc = zoo.clean_accuracy(ens, "mnist5k", n)
-    records.write_record(records.record_path(ec, root), "evaluate", {},
+    records.write_record(records.record_path(ec, root), "eval", {},
                          {"rows": [], "n_test": n, "clean_accuracy": acc}, 1.0)
     logs = []
     out = zoo.build("cpu", 0, columns=["trs", "adp"], root=root, log=logs.append)

@@ -1,169 +1,216 @@
-"""The results store: one JSON record per run with its provenance, written atomically.
+"""The results store: one JSON record per run, typed, validated and written atomically.
 
-A record holds ``kind`` (``train``, ``evaluate``, ...), ``config``, ``metrics`` and
-``provenance`` (git commit, package versions, hardware, wall time, peak memory). A grid cell's
-record lives at ``results/<kind>/<cell name>.json`` with the executed notebook beside it
-(``<cell name>.ipynb``); :func:`load_records` reads them all. Records are named by the hash of
-their config, so rerunning a finished run is a no-op.
+A record is a :class:`TrainRecord` (kind ``train``: a training's config, final metrics and
+per-epoch history) or an :class:`EvalRecord` (kind ``eval``: one evaluation suite's config and
+its ``rows``, one per attack setting, each with its accuracy, 95% interval and per-point
+outcomes), with ``provenance`` (``trs_lib.provenance``: commit, versions, hardware, wall time,
+peak memory), the driver's ``grid`` section when the grid made it, and ``schema`` (the record
+format's version, :data:`SCHEMA_VERSION`; records written before the field existed are of
+version 1, the same shape). Every read goes through :func:`parse_record`, which names the file
+and the field that is wrong. A grid cell's record lives at ``results/<kind>/<cell name>.json``
+with the executed notebook beside it (``<cell name>.ipynb``); :func:`load_records` reads them all.
 """
 from __future__ import annotations
 
-import datetime
-import json
-import os
-import platform
-import subprocess
+import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import CorruptFileError, atomic_write_bytes, atomic_write_json, read_json
-from .paths import project_root, results_dir
+from .atomic import CorruptFileError, atomic_write_json, read_json
+from .paths import results_dir
+from .provenance import provenance
 
-__all__ = ["provenance", "hardware", "git_commit", "dirty_files", "check_clean_tree",
-           "DirtyTreeError", "mark_allow_dirty", "is_dirty", "relativize_notebook",
+__all__ = ["SCHEMA_VERSION", "RecordError", "Record", "TrainRecord", "EvalRecord", "parse_record",
            "write_record", "read_record", "record_path", "notebook_path", "load_records",
            "cell_record"]
 
-_RECORD_KEYS = ("kind", "config", "metrics", "provenance")
+SCHEMA_VERSION = 1
+_KINDS = ("train", "eval")
 # Folders of the results store that hold no run records (the model zoo's weights and index).
 _NOT_RECORDS = ("zoo",)
 
 
-# Paths whose changes do not make a run's code dirty: the results store itself (the driver
-# writes records there while it runs).
-_NOT_CODE = ("results",)
+class RecordError(CorruptFileError):
+    """A record whose content is not of its type; the message names the file and the field."""
 
 
-def dirty_files(root=None) -> list[str]:
-    """Tracked files of the working tree at ``root`` (default: the project) that differ from
-    HEAD, and untracked files git does not ignore, outside ``results/``: what makes a
-    run's code differ from its commit. ``[]`` for a clean tree; ``None`` outside a git work tree."""
-    root = Path(root or project_root())
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal", "--", "."]
-                             + [f":(exclude){p}" for p in _NOT_CODE], cwd=root,
-                             capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return sorted({line[3:].split(" -> ")[-1].strip().strip('"') for line in out.stdout.splitlines()
-                   if line.strip()})
+def _fail(source, where: str, problem: str):
+    raise RecordError(f"{source}: {where} {problem}")
 
 
-class DirtyTreeError(RuntimeError):
-    """The working tree has changes, so a record written now would not name its code."""
+def _is_fraction(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
 
 
-def check_clean_tree(root=None, allow_dirty: bool = False, results_root=None) -> list[str]:
-    """Refuse a dirty working tree: raise :class:`DirtyTreeError` naming the
-    changed files unless ``allow_dirty`` (then the records are marked, see
-    :func:`mark_allow_dirty`). Returns the changed files (``[]`` when clean).
-
-    ``results_root``: where the records will go; a folder outside the project (a test's or a
-    benchmark's temporary results) is not the committed store and is not checked."""
-    root = Path(root or project_root())
-    if results_root is not None:
-        try:
-            Path(results_root).resolve().relative_to(root.resolve())
-        except ValueError:
-            return []
-    files = dirty_files(root)
-    if files is None:
-        raise DirtyTreeError("not inside a git work tree: a record could not name the commit of "
-                             "its code; run from a clone, or pass --allow-dirty")
-    if files and not allow_dirty:
-        shown = ", ".join(files[:20]) + (f" and {len(files) - 20} more" if len(files) > 20 else "")
-        raise DirtyTreeError(f"the working tree has {len(files)} changed file(s): {shown}. Commit "
-                             "them (or stash them) so that each record names the code that made "
-                             "it, or pass --allow-dirty to write records marked as such")
-    return files
+def _check_provenance(p: dict, source) -> None:
+    if not isinstance(p.get("git_commit"), str):
+        _fail(source, "provenance.git_commit", f"should be a commit string, got {p.get('git_commit')!r}")
+    for k in ("wall_time_s", "peak_memory_mib", "peak_cuda_memory_mib"):
+        v = p.get(k)
+        if (k == "wall_time_s" or v is not None) and not (
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
+            _fail(source, f"provenance.{k}", f"should be a non-negative number, got {v!r}")
+    for k in ("hardware", "versions"):
+        if not isinstance(p.get(k), dict):
+            _fail(source, f"provenance.{k}", f"should be a JSON object, got {p.get(k)!r}")
 
 
-def mark_allow_dirty(record: dict) -> dict:
-    """Mark a record whose commit is ``-dirty`` (``provenance.allow_dirty = True``): pages warn
-    about it and the provenance test accepts it. Returns the record."""
-    prov = record.setdefault("provenance", {})
-    if str(prov.get("git_commit", "")).endswith("-dirty"):
-        prov["allow_dirty"] = True
-    return record
+@dataclass
+class Record:
+    """One run: ``config`` (what was run), ``metrics`` (what it measured), ``provenance``
+    (who ran it, where, from which commit), ``grid`` (the driver's cell, when the grid made it)."""
+
+    config: dict
+    metrics: dict
+    provenance: dict
+    grid: dict | None = None
+    schema: int = SCHEMA_VERSION
+    KIND = ""
+
+    def to_json(self) -> dict:
+        out = {"kind": self.KIND, "schema": self.schema, "config": self.config,
+               "metrics": self.metrics, "provenance": self.provenance}
+        if self.grid is not None:
+            out["grid"] = self.grid
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict, source="record") -> "Record":
+        """The record in ``obj`` (a parsed JSON object), validated; :class:`RecordError` names
+        ``source`` and the first bad field."""
+        if not isinstance(obj, dict):
+            _fail(source, "the record", f"should be a JSON object, got {type(obj).__name__}")
+        if obj.get("kind") != cls.KIND:
+            _fail(source, "kind", f"is {obj.get('kind')!r}, expected {cls.KIND!r}")
+        schema = obj.get("schema", 1)
+        if schema != SCHEMA_VERSION:
+            _fail(source, "schema", f"is {schema!r}; this code reads version {SCHEMA_VERSION}")
+        for k in ("config", "metrics", "provenance"):
+            if not isinstance(obj.get(k), dict):
+                _fail(source, k, f"should be a JSON object, got {obj.get(k)!r}")
+        if obj.get("grid") is not None and not isinstance(obj["grid"], dict):
+            _fail(source, "grid", f"should be a JSON object, got {obj['grid']!r}")
+        unknown = sorted(set(obj) - {"kind", "schema", "config", "metrics", "provenance", "grid", "_path"})
+        if unknown:
+            _fail(source, "the record", f"has unknown sections {unknown} (allowed: kind, schema, "
+                  "config, metrics, provenance, grid)")
+        _check_provenance(obj["provenance"], source)
+        rec = cls(obj["config"], obj["metrics"], obj["provenance"], obj.get("grid"), schema)
+        rec.validate(source)
+        return rec
+
+    def validate(self, source="record") -> None:
+        """Checks of the kind's own fields (subclasses)."""
 
 
-def relativize_notebook(path, root=None) -> Path:
-    """Rewrite an executed notebook so that it names no absolute path of this machine: the
-    project root (``<root>/``) is removed from its metadata and outputs (papermill's
-    ``input_path``/``output_path``, messages that print a run folder). Returns ``path``."""
-    path = Path(path)
-    prefix = str(Path(root or project_root()).resolve()) + "/"
-    text = path.read_text(encoding="utf-8")
-    if prefix in text or json.dumps(prefix)[1:-1] in text:
-        text = text.replace(prefix, "").replace(json.dumps(prefix)[1:-1], "")
-        atomic_write_bytes(path, text.encode("utf-8"))
-    return path
+@dataclass
+class TrainRecord(Record):
+    """A training (``trs_lib.train.train``): ``config`` is its :class:`~trs_lib.recipes.TrainConfig`;
+    ``metrics`` has ``final`` (test accuracies at the end), ``history`` (one entry per epoch) and
+    ``config_hash`` (the run's name)."""
+
+    KIND = "train"
+
+    def validate(self, source="record") -> None:
+        for k, typ in (("method", str), ("dataset", str), ("seed", int), ("epochs", int)):
+            v = self.config.get(k)
+            if not isinstance(v, typ) or isinstance(v, bool):
+                _fail(source, f"config.{k}", f"should be {typ.__name__}, got {v!r}")
+        if self.config["epochs"] < 0:
+            _fail(source, "config.epochs", f"should be >= 0, got {self.config['epochs']}")
+        m = self.metrics
+        for k, typ in (("final", dict), ("history", list), ("config_hash", str)):
+            if k in m and not isinstance(m[k], typ):
+                _fail(source, f"metrics.{k}", f"should be a {typ.__name__}, got {type(m[k]).__name__}")
+        for i, epoch in enumerate(m.get("history", [])):
+            if not isinstance(epoch, dict):
+                _fail(source, f"metrics.history[{i}]", "should be a JSON object")
 
 
-def is_dirty(record: dict | None) -> bool:
-    """Whether a record was written from a dirty tree (marked or not)."""
-    prov = (record or {}).get("provenance", {})
-    return bool(prov.get("allow_dirty")) or str(prov.get("git_commit", "")).endswith("-dirty")
+@dataclass
+class EvalRecord(Record):
+    """One evaluation suite (``trs_lib.evaluate.run``): ``metrics`` has ``rows`` (one per attack
+    setting: ``key`` as :func:`trs_lib.paper_numbers.row_key` makes it; an accuracy row also
+    ``accuracy``, ``ci95`` (95% Wilson interval) and ``correct`` (one ``0``/``1`` per point, in
+    the order of the evaluated points, so two columns compare on the same points)), ``n_test``,
+    ``clean_accuracy`` and ``member_clean_accuracy``."""
+
+    KIND = "eval"
+
+    @property
+    def rows(self) -> list:
+        return self.metrics["rows"]
+
+    def row(self, key: str) -> dict | None:
+        """The row with ``key``, or None."""
+        return next((r for r in self.rows if r.get("key") == key), None)
+
+    def validate(self, source="record") -> None:
+        m = self.metrics
+        if not isinstance(m.get("rows"), list):
+            _fail(source, "metrics.rows", f"should be a list, got {m.get('rows')!r}")
+        n = m.get("n_test")
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            _fail(source, "metrics.n_test", f"should be a positive integer, got {n!r}")
+        if "clean_accuracy" in m and not _is_fraction(m["clean_accuracy"]):
+            _fail(source, "metrics.clean_accuracy", f"should be in [0, 1], got {m['clean_accuracy']!r}")
+        for i, r in enumerate(m["rows"]):
+            where = f"metrics.rows[{i}]"
+            if not isinstance(r, dict) or not isinstance(r.get("key"), str):
+                _fail(source, where, "should be an object with a string 'key'")
+            where = f"metrics.rows[{i}] ({r['key']})"
+            if "accuracy" in r and not _is_fraction(r["accuracy"]):
+                _fail(source, f"{where}.accuracy", f"should be in [0, 1], got {r['accuracy']!r}")
+            if "correct" in r:
+                c, points = r["correct"], r.get("n_test", n)
+                if not isinstance(c, str) or set(c) - {"0", "1"}:
+                    _fail(source, f"{where}.correct", "should be a string of 0s and 1s")
+                if points is not None and len(c) != points:
+                    _fail(source, f"{where}.correct", f"has {len(c)} points, n_test is {points}")
+                if "accuracy" in r and abs(c.count("1") / max(len(c), 1) - r["accuracy"]) > 1e-6:  # float32 sums
+                    _fail(source, f"{where}.accuracy", f"is {r['accuracy']!r} but 'correct' says "
+                          f"{c.count('1')}/{len(c)}")
+            if "ci95" in r:
+                ci = r["ci95"]
+                if not (isinstance(ci, list) and len(ci) == 2 and all(map(_is_fraction, ci))
+                        and ci[0] <= ci[1]):
+                    _fail(source, f"{where}.ci95", f"should be [low, high] in [0, 1], got {ci!r}")
+                if "accuracy" in r and not ci[0] - 1e-6 <= r["accuracy"] <= ci[1] + 1e-6:
+                    _fail(source, f"{where}.ci95", f"{ci} does not contain the accuracy {r['accuracy']}")
+
+    def complete(self) -> list[str]:
+        """The keys of accuracy rows that lack their interval or per-point outcomes (a record
+        the evaluation wrote has none: ``trs_lib.evaluate.run`` refuses to write one)."""
+        return [r["key"] for r in self.rows if "accuracy" in r and not ("correct" in r and "ci95" in r)]
 
 
-def git_commit(cwd=None) -> str:
-    """The commit of the working tree (with ``-dirty`` if tracked files outside ``results/``
-    have changes), or ``unknown``."""
-    cwd = cwd or Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."]
-                               + [f":(exclude){p}" for p in _NOT_CODE], cwd=top or cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (commit + ("-dirty" if dirty else "")) if commit else "unknown"
+_TYPES = {cls.KIND: cls for cls in (TrainRecord, EvalRecord)}
 
 
-def hardware(device=None) -> dict:
-    import torch
-    hw = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-          "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-          "device": str(device) if device is not None else "cpu"}
-    if torch.cuda.is_available():
-        hw["gpu"] = torch.cuda.get_device_name(0)
-    return hw
-
-
-def provenance(wall_time_s: float, device=None) -> dict:
-    import numpy
-    import torch
-    return {"git_commit": git_commit(), "hardware": hardware(device), "wall_time_s": round(wall_time_s, 3),
-            "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                         "numpy": numpy.__version__},
-            "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+def parse_record(obj: dict, source="record") -> Record:
+    """The typed record of a parsed JSON object (:class:`TrainRecord` or :class:`EvalRecord` by
+    its ``kind``); :class:`RecordError` names ``source`` and the bad field."""
+    kind = obj.get("kind") if isinstance(obj, dict) else None
+    if kind not in _TYPES:
+        _fail(source, "kind", f"is {kind!r}; allowed: {list(_TYPES)}")
+    return _TYPES[kind].from_json(obj, source)
 
 
 def write_record(path, kind: str, config: dict, metrics: dict, wall_time_s: float, device=None,
-                 extra: dict | None = None) -> Path:
-    """Write one run record atomically to ``path``."""
-    record = {"kind": kind, "config": config, "metrics": metrics,
-              "provenance": provenance(wall_time_s, device)}
-    if extra:
-        record.update(extra)
-    return atomic_write_json(path, record, checksum=True)  # read_record verifies the checksum
+                 grid: dict | None = None) -> Path:
+    """Validate and write one run record atomically to ``path`` (its provenance made now)."""
+    if kind not in _TYPES:
+        raise ValueError(f"unknown record kind {kind!r}; allowed: {list(_TYPES)}")
+    rec = _TYPES[kind](config, metrics, provenance(wall_time_s, device), grid)
+    obj = parse_record(rec.to_json(), path).to_json()  # validated before it is written
+    return atomic_write_json(path, obj, checksum=True)  # read_record verifies the checksum
 
 
 def read_record(path) -> dict:
-    """Read a run record, checking it has every section (a clear error names the file)."""
-    record = read_json(path)
-    missing = [k for k in _RECORD_KEYS if k not in record]
-    if missing:
-        raise CorruptFileError(f"{path}: not a run record, missing {missing}")
-    wrong = [k for k in ("config", "metrics", "provenance") if not isinstance(record[k], dict)]
-    if wrong:
-        raise CorruptFileError(f"{path}: not a run record, {wrong} should be JSON objects")
-    return record
+    """Read and validate a run record (its JSON object; :func:`parse_record` for the typed one).
+    A file that is not a record of its kind raises an error naming the file and the field."""
+    return parse_record(read_json(path), path).to_json()
 
 
 # ------------------------------------------------------------------------------ the reader
@@ -193,7 +240,7 @@ def load_records(root=None, warn=None) -> dict:
             continue
         try:
             rec = read_record(path)
-        except CorruptFileError as err:
+        except CorruptFileError as err:  # RecordError included
             warn(f"skipping {path}: {err}")
             continue
         rec["_path"] = str(path.relative_to(root))

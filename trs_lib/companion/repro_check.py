@@ -24,7 +24,8 @@ from pathlib import Path
 from ..stats import wilson_interval
 from . import grid as G
 from . import reproduce as D
-from ..records import cell_record, dirty_files, git_commit, load_records, read_record, record_path
+from ..provenance import dirty_files, git_commit
+from ..records import cell_record, load_records, read_record, record_path
 
 __all__ = ["check", "compare", "main"]
 

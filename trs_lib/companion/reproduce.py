@@ -31,10 +31,10 @@ from pathlib import Path
 
 from . import executors as X
 from . import grid as G
-from ..atomic import CorruptFileError, atomic_write_json, read_json
+from ..atomic import CorruptFileError, atomic_write_json
 from ..paths import display_path, project_root, results_dir, runs_dir
-from ..records import (DirtyTreeError, check_clean_tree, mark_allow_dirty, notebook_path,
-                       read_record, record_path, relativize_notebook)
+from ..provenance import DirtyTreeError, check_clean_tree, mark_allow_dirty, relativize_notebook
+from ..records import notebook_path, parse_record, read_record, record_path
 
 __all__ = ["TRAIN_NOTEBOOK", "EVAL_NOTEBOOK", "plan", "reproduce", "papermill_runner",
            "train_parameters", "eval_parameters", "main", "UP_TO_DATE", "shard_of", "parse_shard"]
@@ -128,8 +128,8 @@ def _finish_train(cell, tmp_nb, parameters, root, rung_name) -> Path:
 def _finish_eval(cell, tmp_nb, tmp_json, parameters, root, rung_name) -> Path:
     if not tmp_json.is_file():
         raise RuntimeError(f"{EVAL_NOTEBOOK} finished but wrote no {tmp_json}")
-    rec = read_json(tmp_json)
-    rec.setdefault("config", {}).update({"eval": cell.spec()})
+    rec = read_record(tmp_json)
+    rec["config"]["eval"] = cell.spec()
     rec["grid"] = {"cell": cell.name, "kind": "eval", "scale": rung_name,
                    "train": cell.train.name, "notebook": notebook_path(cell, root).name,
                    "parameters": parameters}
@@ -142,10 +142,9 @@ def _commit(cell, tmp_nb, rec, root) -> Path:
     """Notebook first, record last: a record on disk always has its notebook beside it."""
     relativize_notebook(tmp_nb)  # no absolute paths in committed notebooks
     mark_allow_dirty(rec)        # a -dirty commit got here only through --allow-dirty
+    rec = parse_record(rec, record_path(cell, root)).to_json()  # validated before the notebook moves
     tmp_nb.replace(notebook_path(cell, root))
-    path = atomic_write_json(record_path(cell, root), rec)
-    read_record(path)
-    return path
+    return atomic_write_json(record_path(cell, root), rec)
 
 
 def _weights_present(train_cell) -> bool:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from . import grid
 from .. import paper_numbers as P
 from .. import stats
-from ..records import cell_record, is_dirty, load_records
+from ..provenance import is_dirty
+from ..records import cell_record, load_records
 
 __all__ = ["cells_frame", "row_results", "RowResults", "EVALUATIONS", "seed_cells",
            "robust_accuracy", "table_frame", "transfer_frames", "ila_frame", "scale_of",
