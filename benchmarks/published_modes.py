@@ -31,7 +31,8 @@ from trs_lib.ensemble import build_ensemble
 from trs_lib.methods import eval_mode
 from trs_lib.recipes import make_config
 from trs_lib.attacks.pgd import pgd
-from trs_lib.evaluate import clean_accuracy, gradient_cosine, robust_accuracy
+from trs_lib.evaluate import clean_accuracy, gradient_cosine
+from trs_lib.worst_case import robust_accuracy
 from trs_lib.train import train
 
 OUT = Path(__file__).with_suffix(".json")

@@ -495,11 +495,11 @@ def test_ddn_finds_smaller_perturbations_than_its_budget(model, points):
 
 
 def test_ila_starts_at_x_and_best_of_is_no_weaker():
-    from trs_lib import evaluate as E
+    from trs_lib import member_transfer as MT
     from trs_lib.attacks.testing import quick_ensemble
     ens = quick_ensemble()
     x, y = test_points(24)
-    r = E.ila_table(ens, x, y, eps=0.15, steps=5, progress=False)
+    r = MT.ila_table(ens, x, y, eps=0.15, steps=5, progress=False)
     assert r["layer"] == "conv2"
     for k, v in r["accuracy_by_model_best"].items():
         assert v <= min(r["accuracy_by_model"][k], r["accuracy_by_model_guide"][k]) + 1e-9

@@ -12,6 +12,14 @@ from trs_lib import paper_numbers as P
 from trs_lib.attacks import get, presets
 from trs_lib.attacks.testing import quick_ensemble, quick_model, test_points
 from trs_lib.ensemble import Ensemble
+from trs_lib import member_transfer as MT
+from trs_lib import suites as S
+from trs_lib import worst_case as W
+
+
+def _suite(ens, x, y, suite, rows=None, settings=None, **_):
+    """The metrics of ``trs_lib.evaluate.run`` for one suite on exactly these points."""
+    return E.run(E.EvalSpec.from_dict({"suite": suite, "rows": rows, **(settings or {})}), ens, x, y).metrics
 
 
 @pytest.fixture
@@ -40,7 +48,7 @@ def test_run_batched_halves_the_batch_on_cuda_oom_and_reports_it():
         return torch.arange(a, b)
 
     logs = []
-    outs, bs = E.run_batched(fn, 100, 64, log=logs.append)
+    outs, bs = W.run_batched(fn, 100, 64, log=logs.append)
     assert bs == 8
     assert torch.equal(torch.cat(outs), torch.arange(100))
     assert calls[:4] == [64, 32, 16, 8] and max(calls[4:]) == 8
@@ -56,15 +64,15 @@ def test_run_batched_keeps_done_batches_and_reraises_other_errors():
         seen.append((a, b))
         return torch.arange(a, b)
 
-    outs, bs = E.run_batched(fn, 40, 10)
+    outs, bs = W.run_batched(fn, 40, 10)
     assert bs == 5 and seen[:2] == [(0, 10), (10, 20)]
     assert torch.equal(torch.cat(outs), torch.arange(40))
     with pytest.raises(KeyError):
-        E.run_batched(lambda a, b: {}[a], 4, 2)
+        W.run_batched(lambda a, b: {}[a], 4, 2)
     with pytest.raises(torch.cuda.OutOfMemoryError):
-        E.run_batched(lambda a, b: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("x")), 4, 2)
+        W.run_batched(lambda a, b: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("x")), 4, 2)
     with pytest.raises(ValueError, match="batch_size"):
-        E.run_batched(lambda a, b: None, 4, 0)
+        W.run_batched(lambda a, b: None, 4, 0)
 
 
 def test_robust_accuracy_survives_simulated_oom(model, pts):
@@ -77,8 +85,8 @@ def test_robust_accuracy_survives_simulated_oom(model, pts):
         return pgd(m, xb, yb, **kw)
 
     oom_pgd.__signature__ = inspect.signature(pgd)
-    res = E.robust_accuracy(model, x, y, oom_pgd, batch_size=32, progress=False, eps=0.1, steps=2)
-    ref = E.robust_accuracy(model, x, y, "pgd", batch_size=8, progress=False, eps=0.1, steps=2)
+    res = W.robust_accuracy(model, x, y, oom_pgd, batch_size=32, progress=False, eps=0.1, steps=2)
+    ref = W.robust_accuracy(model, x, y, "pgd", batch_size=8, progress=False, eps=0.1, steps=2)
     assert res["batch_size"] == 8
     assert res["accuracy"] == ref["accuracy"]
 
@@ -104,7 +112,7 @@ def test_robust_only_if_every_restart_survives(model, pts):
         keep = y != blank_pred          # a blank image is wrong for these points
         x, y = x[keep], y[keep]
         clean = model(x).argmax(1) == y
-    res = E.robust_accuracy(model, x, y, _coin_attack, restarts=4, seed=5, batch_size=1000,
+    res = W.robust_accuracy(model, x, y, _coin_attack, restarts=4, seed=5, batch_size=1000,
                             progress=False)
     survive, per = clean.clone(), []
     for r in range(4):  # independent re-computation: AND over restarts of each restart's outcome
@@ -118,17 +126,17 @@ def test_robust_only_if_every_restart_survives(model, pts):
 
 def test_deterministic_attack_runs_once_and_counts_clean_errors(model, pts):
     x, y = pts
-    res = E.robust_accuracy(model, x, y, lambda m, xb, yb: xb, restarts=3, progress=False)
+    res = W.robust_accuracy(model, x, y, lambda m, xb, yb: xb, restarts=3, progress=False)
     assert res["restarts"] == 1
     assert res["accuracy"] == pytest.approx(E.clean_accuracy(model, x, y))
     y_wrong = (y + 1) % 10
-    assert E.robust_accuracy(model, x, y_wrong, lambda m, xb, yb: xb, progress=False)["accuracy"] == 0.0
+    assert W.robust_accuracy(model, x, y_wrong, lambda m, xb, yb: xb, progress=False)["accuracy"] == 0.0
 
 
 def test_restarts_can_only_lower_pgd_accuracy(model, pts):
     x, y = pts
-    one = E.robust_accuracy(model, x, y, "pgd", restarts=1, progress=False, eps=0.08, steps=2)
-    three = E.robust_accuracy(model, x, y, "pgd", restarts=3, progress=False, eps=0.08, steps=2)
+    one = W.robust_accuracy(model, x, y, "pgd", restarts=1, progress=False, eps=0.08, steps=2)
+    three = W.robust_accuracy(model, x, y, "pgd", restarts=3, progress=False, eps=0.08, steps=2)
     assert three["accuracy"] <= one["accuracy"]
     assert three["per_restart"][0] == one["accuracy"]
 
@@ -136,7 +144,7 @@ def test_restarts_can_only_lower_pgd_accuracy(model, pts):
 # ------------------------------------------------------------------------------ transfer and ILA
 def test_transfer_matrix_layout_identity_attack_and_copies(ens, pts):
     x, y = pts
-    res = E.transfer_matrix(ens, x, y, lambda m, xb, yb: xb, progress=False)
+    res = MT.transfer_matrix(ens, x, y, lambda m, xb, yb: xb, progress=False)
     clean = E.member_accuracies(ens, x, y)
     for i in range(3):
         for j in range(3):
@@ -144,7 +152,7 @@ def test_transfer_matrix_layout_identity_attack_and_copies(ens, pts):
     # an ensemble of identical copies: every member has the same accuracy on each column
     m0 = ens.member(0)
     twins = Ensemble([m0, m0, m0]).eval()
-    res = E.transfer_matrix(twins, x, y, "pgd", progress=False, eps=0.15, steps=3)
+    res = MT.transfer_matrix(twins, x, y, "pgd", progress=False, eps=0.15, steps=3)
     mat = torch.tensor(res["matrix"])
     assert torch.allclose(mat, mat[0:1].expand(3, 3))
     x_adv = get("pgd")(m0, x, y, eps=0.15, steps=3, generator=torch.Generator().manual_seed(0))
@@ -153,7 +161,7 @@ def test_transfer_matrix_layout_identity_attack_and_copies(ens, pts):
 
 def test_transfer_matrix_cell_is_member_i_on_examples_against_member_j(ens, pts):
     x, y = pts
-    res = E.transfer_matrix(ens, x, y, "fgsm", progress=False, eps=0.2)
+    res = MT.transfer_matrix(ens, x, y, "fgsm", progress=False, eps=0.2)
     x_adv1 = get("fgsm")(ens.member(1), x, y, eps=0.2)
     acc_0_on_1 = E.clean_accuracy(ens.member(0), x_adv1, y)
     assert res["matrix"][0][1] == pytest.approx(acc_0_on_1)
@@ -165,13 +173,13 @@ def test_transfer_matrix_cell_is_member_i_on_examples_against_member_j(ens, pts)
 
 def test_ila_table_hurts_the_source_member_most(ens, pts):
     x, y = pts
-    res = E.ila_table(ens, x, y, eps=0.2, progress=False)
+    res = MT.ila_table(ens, x, y, eps=0.2, progress=False)
     by = res["accuracy_by_model"]
     assert set(by) == {"member1", "member2", "member3", "ensemble"}
     assert all(0 <= v <= 1 for v in by.values())
     assert by["member1"] <= min(by["member2"], by["member3"])
     with pytest.raises(ValueError, match="source"):
-        E.ila_table(ens, x, y, eps=0.1, source=3)
+        MT.ila_table(ens, x, y, eps=0.1, source=3)
 
 
 # ------------------------------------------------------------------------------ presets, suites
@@ -219,19 +227,19 @@ def test_evaluate_suite_records_rows_in_the_grid_format(ens, pts):
     x, y = pts[0][:24], pts[1][:24]
     rows = [dict(key="pgd10/eps=0.1", attack="pgd", param="eps", value=0.1, steps=10),
             dict(key="cw/c=10", attack="cw", param="c", value=10.0, steps=None)]
-    m = E.evaluate_suite(ens, x, y, "whitebox", rows, {"cw_steps": 20, "seed": 0}, progress=False)
+    m = _suite(ens, x, y, "whitebox", rows, {"cw_steps": 20, "seed": 0}, progress=False)
     assert [r["key"] for r in m["rows"]] == ["pgd10/eps=0.1", "cw/c=10"]
     assert m["rows"][1]["kwargs"]["steps"] == 20
     assert all(0 <= r["accuracy"] <= m["clean_accuracy"] for r in m["rows"])
     assert m["n_test"] == 24
-    t = E.evaluate_suite(ens, x, y, "transfer", [dict(key="fgsm/eps=0.2", attack="fgsm", param="eps",
+    t = _suite(ens, x, y, "transfer", [dict(key="fgsm/eps=0.2", attack="fgsm", param="eps",
                                                         value=0.2, steps=None)], progress=False)
     assert len(t["rows"][0]["matrix"]) == 3
-    i = E.evaluate_suite(ens, x, y, "ila", [dict(key="mnist:ila/eps=0.1", attack="ila", param="eps",
+    i = _suite(ens, x, y, "ila", [dict(key="mnist:ila/eps=0.1", attack="ila", param="eps",
                                                    value=0.1, steps=10)], progress=False)
     assert i["rows"][0]["key"] == "mnist:ila/eps=0.1" and "member3" in i["rows"][0]["accuracy_by_model"]
     with pytest.raises(ValueError, match="unknown suite"):
-        E.evaluate_suite(ens, x, y, "blackbox")
+        _suite(ens, x, y, "blackbox")
 
 
 def test_cw_rows_on_an_evenly_spaced_subset(ens, pts):
@@ -241,22 +249,22 @@ def test_cw_rows_on_an_evenly_spaced_subset(ens, pts):
     x, y = pts[0][:30], pts[1][:30]
     rows = [dict(key="pgd10/eps=0.1", attack="pgd", param="eps", value=0.1, steps=10),
             dict(key="cw/c=10", attack="cw", param="c", value=10.0, steps=None)]
-    m = E.evaluate_suite(ens, x, y, "whitebox", rows, {"cw_steps": 20, "cw_n_test": 7}, progress=False)
+    m = _suite(ens, x, y, "whitebox", rows, {"cw_steps": 20, "cw_n_test": 7}, progress=False)
     assert [r["key"] for r in m["rows"]] == ["pgd10/eps=0.1", "cw/c=10"]
     assert len(m["rows"][0]["correct"]) == 30 and len(m["rows"][1]["correct"]) == 7
-    sub = E.spread_indices(30, 7)
+    sub = S.spread_indices(30, 7)
     assert sub.tolist() == [0, 5, 10, 14, 19, 24, 29]
-    assert E.spread_indices(30, 30).tolist() == list(range(30)) and E.spread_indices(30, 1).tolist() == [0]
+    assert S.spread_indices(30, 30).tolist() == list(range(30)) and S.spread_indices(30, 1).tolist() == [0]
     for n, k in ((30, 31), (30, 0), (30, 2.0), (True, 1)):
         with pytest.raises(ValueError, match="spread_indices: need integers 1 <= k <= n"):
-            E.spread_indices(n, k)
-    direct = E.robust_accuracy(ens, x[sub], y[sub], "cw", c=10.0, steps=20, kappa=0.1, lr=0.01,
+            S.spread_indices(n, k)
+    direct = W.robust_accuracy(ens, x[sub], y[sub], "cw", c=10.0, steps=20, kappa=0.1, lr=0.01,
                                binary_search_steps=1, stop_on_success=True, progress=False)
     assert direct["correct"] == m["rows"][1]["correct"]
     with pytest.raises(ValueError, match="cw_n_test=31 is outside the allowed range"):
-        E.evaluate_suite(ens, x, y, "whitebox", rows, {"cw_steps": 20, "cw_n_test": 31}, progress=False)
+        _suite(ens, x, y, "whitebox", rows, {"cw_steps": 20, "cw_n_test": 31}, progress=False)
     # the convergence check reuses a base accuracy it is given and times itself
-    chk = E.cw_convergence(ens, x[sub], y[sub], c=10.0, steps=20, kappa=0.1, lr=0.01,
+    chk = S.cw_convergence(ens, x[sub], y[sub], c=10.0, steps=20, kappa=0.1, lr=0.01,
                            stop_on_success=True, base_accuracy=direct["accuracy"])
     assert chk["base_reused"] and chk["accuracy"] == direct["accuracy"] and chk["wall_s"] > 0
     assert chk["doubled_steps"] == 40 and chk["doubled_accuracy"] <= direct["accuracy"] + 1e-9
@@ -268,7 +276,7 @@ def test_smoothness_suite_rows(ens, pts):
     a non-positive radius is refused before any work."""
     from trs_lib.theory import local_smoothness
     x, y = pts[0][:10], pts[1][:10]
-    m = E.evaluate_suite(ens, x, y, "smoothness", None, {"seed": 3}, progress=False)
+    m = _suite(ens, x, y, "smoothness", None, {"seed": 3}, progress=False)
     assert [r["key"] for r in m["rows"]] == ["smoothness/r=0.25", "smoothness/r=1", "smoothness/r=4"]
     r1 = m["rows"][1]
     assert len(r1["values"]) == 10 and len(r1["member_values"]) == ens.num_members
@@ -277,10 +285,10 @@ def test_smoothness_suite_rows(ens, pts):
     assert torch.allclose(torch.tensor(r1["member_values"][0]), member0.float(), rtol=1e-4)
     means = torch.tensor(r1["member_values"]).mean(0)
     assert torch.allclose(torch.tensor(r1["values"]), means, rtol=1e-4)
-    again = E.evaluate_suite(ens, x, y, "smoothness", None, {"seed": 3}, progress=False)
+    again = _suite(ens, x, y, "smoothness", None, {"seed": 3}, progress=False)
     assert again["rows"][1]["values"] == r1["values"]
     with pytest.raises(ValueError, match="positive finite radius"):
-        E.evaluate_suite(ens, x, y, "smoothness", [dict(attack="smoothness", param="r", value=0.0)])
+        _suite(ens, x, y, "smoothness", [dict(attack="smoothness", param="r", value=0.0)])
     # a given clean gradient is used as given (a wrong one changes the values) and checked for shape
     g = torch.zeros_like(x)
     off = local_smoothness(ens.member(0), x, y, radius=1.0, n_dirs=4, clean_gradient=g,
@@ -335,3 +343,55 @@ def test_noise_and_bad_audit_arguments(model, pts):
         A.audit(model, x, y, eps=0.1, checks=("nope",))
     with pytest.raises(ValueError, match="eps"):
         A.audit(model, x, y, eps=0.0)
+
+
+# ------------------------------------------------------------------------------ the spec and run
+@pytest.mark.parametrize("change, field", [
+    ({"suite": "blackbox"}, "unknown suite 'blackbox'"), ({"n_test": 0}, "EvalSpec.n_test"),
+    ({"restarts": 1.5}, "EvalSpec.restarts"), ({"seed": -1}, "EvalSpec.seed"),
+    ({"worst_case_suite": "l3"}, "unknown worst_case_suite 'l3'"), ({"dataset": "mnist6k"}, "mnist6k"),
+    ({"rows": "pgd"}, "EvalSpec.rows"), ({"ila_sweep": 1}, "EvalSpec.ila_sweep"),
+    ({"cw_check_points": -1}, "EvalSpec.cw_check_points"), ({"colour": 1}, "unknown EvalSpec fields"),
+])
+def test_a_bad_spec_names_its_field(change, field):
+    E.EvalSpec.from_dict({"suite": "whitebox"})
+    with pytest.raises(ValueError, match=field):
+        E.EvalSpec.from_dict({"suite": "whitebox", **change})
+
+
+def test_every_grid_cell_is_an_eval_spec_and_the_suites_agree():
+    """The grid's suites are the evaluation's, and every evaluation cell of every rung gives a
+    spec (what the driver passes to the page) that round-trips."""
+    from trs_lib.companion import grid as G
+    from trs_lib.companion import reproduce as R
+    from trs_lib.companion.rungs import RUNGS
+    assert set(G.SUITE_SETTINGS) == set(E.SUITES)
+    n = 0
+    for rung in RUNGS:
+        for cell in G.cells_for(G.TARGETS, rung):
+            if cell.kind == "eval":
+                spec = R.eval_parameters(cell, "out.json")["spec"]
+                assert E.EvalSpec.from_dict(spec).to_dict() == spec
+                assert spec["dataset"] == cell.train.dataset and spec["suite"] == cell.suite
+                n += 1
+    assert n > 300
+
+
+def test_run_is_the_suite_with_its_record(ens, pts):
+    """``run`` gives the suite's rows unchanged (the same numbers as the table function on the
+    same points), the clean accuracies, and a record that parses as an EvalRecord naming its spec;
+    ``n_test`` takes evenly spaced points of what it is given."""
+    from trs_lib import records
+    x, y = pts[0][:30], pts[1][:30]
+    rows = [dict(attack="pgd", param="eps", value=0.1, steps=5)]
+    spec = E.EvalSpec("whitebox", rows=rows, n_test=10, cw_check_points=0)
+    rec = E.run(spec, ens, x, y, config={"run_dir": "runs/x"})
+    sub = S.spread_indices(30, 10)
+    direct = S.whitebox_table(ens, x[sub], y[sub], rows, progress=False)
+    assert rec.rows[0]["correct"] == direct[0]["correct"] and rec.metrics["n_test"] == 10
+    assert rec.metrics["clean_accuracy"] == E.clean_accuracy(ens, x[sub], y[sub])
+    again = records.parse_record(rec.to_json(), "r")
+    assert isinstance(again, records.EvalRecord) and again.config["spec"] == spec.to_dict()
+    assert again.config["run_dir"] == "runs/x" and rec.provenance["wall_time_s"] > 0
+    with pytest.raises(ValueError, match="run needs an EvalSpec"):
+        E.run({"suite": "whitebox"}, ens, x, y)

@@ -294,7 +294,7 @@ def fake_runner(notebook, output, parameters, cwd):
         records.write_record(out / "record.json", "train", cfg.to_dict(),
                              {"final": {}, "config_hash": config_hash(cfg)}, 1.0)
     else:
-        rows = [{"key": r["key"], "accuracy": 0.5} for r in parameters["rows"]]
+        rows = [{"key": r["key"], "accuracy": 0.5} for r in parameters["spec"]["rows"]]
         records.write_record(Path(parameters["out_json"]), "eval", {},
                              {"rows": rows, "n_test": 5}, 1.0)
 

@@ -173,7 +173,7 @@ def _fake_eval_record(cell, acc=0.5):
             "provenance": provenance.provenance(1.0)}
 
 
-def test_table_frame_reads_records_and_says_not_run(tmp_path):
+def test_tables_read_records_and_say_not_run(tmp_path):
     cells = G.table_cells("1", "cpu")
     tc = cells["train"]["trs"]
     records.write_record(records.record_path(tc, tmp_path), "train", tc.config().to_dict(),
@@ -181,17 +181,22 @@ def test_table_frame_reads_records_and_says_not_run(tmp_path):
     ec = cells["eval"][("trs", "whitebox")]
     rec = _fake_eval_record(ec, acc=0.9)
     atomic_write_json(records.record_path(ec, tmp_path), rec)
-    df = tables.table_frame(1, "cpu", root=tmp_path)
-    assert len(df) == 60
-    trs = df[df.column == "trs"]
-    assert (trs.ours == 90.0).all() and (trs.status == "ok").all()
-    row = trs[trs.row == "pgd10/eps=0.15"].iloc[0]
-    assert row["paper"] == 74.0 and row["diff"] == 16.0 and row["clean"] == 97.0
-    assert "mnist5k" in row.scale and "500 test points" in row.scale
-    others = df[df.column != "trs"]
-    assert others.ours.isna().all() and (others.status == tables.NOT_RUN).all()
-    # Table 2 (CIFAR-10) has no cells at scale cpu: every "ours" says not run
-    assert (tables.table_frame(2, "cpu", root=tmp_path).status == tables.NOT_RUN).all()
+    recs = records.load_records(tmp_path, warn=pytest.fail)
+    tab = P.table(1)
+    frame = tables.cells_frame("1", "cpu", recs)
+    trs = frame[(frame.column == "trs") & (frame.evaluation == "paper")]
+    assert len(trs) == len(tab.rows) and (trs.ours == 90.0).all() and (trs.n_seeds == 1).all()
+    assert trs[trs.row == "pgd10/eps=0.15"].iloc[0]["paper"] == 74.0
+    assert frame[frame.column != "trs"].ours.isna().all()
+    scales = tables.column_scales(1, "cpu", recs)
+    label = dict(zip(tab.columns, tab.column_labels))
+    row = scales.loc[label["trs"]]
+    assert row["cells run"] == f"{len(tab.rows)} of {len(tab.rows)}" and row["clean accuracy"] == "97.0"
+    assert "mnist5k" in row.iloc[0] and "500 test points" in row.iloc[0]
+    others = scales.drop(index=label["trs"])
+    assert (others["cells run"] == f"0 of {len(tab.rows)}").all() and (others.iloc[:, 0] == tables.NOT_RUN).all()
+    # Table 2 (CIFAR-10) has no cells at rung cpu: every column says not run
+    assert tables.column_scales(2, "cpu", recs)["cells run"].str.startswith("0 of").all()
 
 
 # ---------------------------------------------------------------- the driver
@@ -221,7 +226,7 @@ class FakeRunner:
                                  {"final": {}, "config_hash": config_hash(cfg)}, 1.0)
         else:
             from pathlib import Path
-            rows = [{"key": r["key"], "accuracy": 0.5} for r in parameters["rows"]]
+            rows = [{"key": r["key"], "accuracy": 0.5} for r in parameters["spec"]["rows"]]
             records.write_record(Path(parameters["out_json"]), "eval", {},
                                  {"rows": rows, "n_test": 5}, 1.0)
 

@@ -11,6 +11,11 @@ from trs_lib import evaluate as E
 from trs_lib import worst_case as W
 from trs_lib.attacks.testing import quick_ensemble, quick_model, test_points
 
+
+def _suite(ens, x, y, suite, rows=None, settings=None, **_):
+    """The metrics of ``trs_lib.evaluate.run`` for one suite on exactly these points."""
+    return E.run(E.EvalSpec.from_dict({"suite": suite, "rows": rows, **(settings or {})}), ens, x, y).metrics
+
 FAST = {"apgd_ce": {"steps": 10}, "apgd_t": {"steps": 10, "n_targets": 2},
         "reweigh": {"steps": 10}, "square": {"n_queries": 60}}
 FAST_L2 = dict(FAST, ddn={"steps": 20})
@@ -49,7 +54,7 @@ def test_worst_case_is_no_weaker_than_any_of_its_attacks_alone():
     x, y = test_points(32)
     r = W.worst_case(model, x, y, eps=0.1, suite="linf", overrides=FAST)
     for k, (name, kw) in enumerate(W.suite_attacks("linf", FAST)):
-        res = E.robust_accuracy(model, x, y, name, seed=k, progress=False, eps=0.1, **kw)
+        res = W.robust_accuracy(model, x, y, name, seed=k, progress=False, eps=0.1, **kw)
         assert r["accuracy"] <= res["accuracy"] + 1e-9, name
 
 
@@ -112,21 +117,21 @@ def test_bad_worst_case_arguments_fail_before_any_work(kw, match, monkeypatch):
 def test_evaluate_suite_worst_case_rows_follow_contract_c1():
     ens = quick_ensemble()
     x, y = test_points(16)
-    m = E.evaluate_suite(ens, x, y, "worst_case", [dict(attack="worst_case", param="eps", value=0.15)],
+    m = _suite(ens, x, y, "worst_case", [dict(attack="worst_case", param="eps", value=0.15)],
                          {"worst_case_overrides": FAST}, progress=False, log=None)
     (row,) = m["rows"]
     assert row["key"] == "worst_case:linf/eps=0.15"
     for k in ("accuracy", "correct", "ci95", "suite_attacks", "broken_by", "broken_by_point"):
         assert k in row
     assert len(row["correct"]) == len(x) == len(row["broken_by_point"])
-    m2 = E.evaluate_suite(ens, x, y, "worst_case", [dict(attack="worst_case", param="eps", value=1.5)],
+    m2 = _suite(ens, x, y, "worst_case", [dict(attack="worst_case", param="eps", value=1.5)],
                           {"worst_case_suite": "l2", "worst_case_overrides": FAST_L2}, progress=False, log=None)
     assert m2["rows"][0]["key"] == "worst_case:l2/eps=1.5"
     with pytest.raises(ValueError, match="unknown worst_case_suite 'l3'"):
-        E.evaluate_suite(ens, x, y, "worst_case", None, {"worst_case_suite": "l3"}, progress=False)
+        _suite(ens, x, y, "worst_case", None, {"worst_case_suite": "l3"}, progress=False)
     for bad in (-0.1, float("nan"), 2.0):
         with pytest.raises(ValueError, match="budget"):
-            E.evaluate_suite(ens, x, y, "worst_case", [dict(attack="worst_case", param="eps", value=bad)],
+            _suite(ens, x, y, "worst_case", [dict(attack="worst_case", param="eps", value=bad)],
                              {}, progress=False)
 
 
@@ -134,8 +139,8 @@ def test_every_accuracy_row_has_an_interval():
     ens = quick_ensemble()
     x, y = test_points(16)
     rows = [dict(attack="fgsm", param="eps", value=0.1, steps=None), dict(attack="pgd", param="eps", value=0.1, steps=2)]
-    m = E.evaluate_suite(ens, x, y, "whitebox", rows, {}, progress=False)
-    i = E.evaluate_suite(ens, x, y, "ila", [dict(attack="ila", param="eps", value=0.1, steps=2)], {}, progress=False)
+    m = _suite(ens, x, y, "whitebox", rows, {}, progress=False)
+    i = _suite(ens, x, y, "ila", [dict(attack="ila", param="eps", value=0.1, steps=2)], {}, progress=False)
     for row in m["rows"] + i["rows"]:
         assert len(row["correct"]) == len(x)
         assert row["accuracy"] == pytest.approx(row["correct"].count("1") / len(x))
@@ -155,7 +160,7 @@ def test_audit_suite_records_the_per_sample_worst_case_row():
     rows = [dict(attack="apgd_ce", param="eps", value=0.15, steps=5)]
     s = {"audit_steps": 5, "audit_more_steps": 5, "audit_more_restarts": 1, "audit_strong_steps": 5,
          "audit_square_queries": 30, "audit_surrogate_n": 300}
-    m = E.evaluate_suite(ens, x, y, "audit", rows, s, progress=False)
+    m = _suite(ens, x, y, "audit", rows, s, progress=False)
     wc = next(r for r in m["rows"] if r["key"] == "worst_case:linf/eps=0.15")
     assert wc["suite_attacks"] == ["apgd_ce", "apgd_t", "reweigh", "square"]
     assert len(wc["correct"]) == len(x) == len(wc["broken_by_point"])

@@ -3,7 +3,7 @@ their record's clean accuracy; an empty zoo says so."""
 import pytest
 
 from trs_lib.companion import grid as G
-from trs_lib import records
+from trs_lib import evaluate as E, records
 from trs_lib.companion import tables, zoo
 from trs_lib.paths import results_dir
 
@@ -18,7 +18,7 @@ def test_committed_zoo_entry_loads_and_matches_its_record(name, seed):
     # the entry is its rung's training of its column, and that training's record
     assert e["train"] == G.train_cell(e["column"], e["dataset"], e["rung"], seed).name
     assert record["config"]["method"] == G.COLUMNS[e["column"]][0]
-    acc = zoo.clean_accuracy(ensemble, e["dataset"], e["n_test"])
+    acc = E.clean_accuracy(ensemble, *E.evaluation_points(e["dataset"], e["n_test"]))
     assert abs(acc - e["clean_accuracy"]) <= 1 / e["n_test"] + 1e-9, (acc, e["clean_accuracy"])
 
 
@@ -45,7 +45,7 @@ def test_build_load_and_checksum(tmp_path, monkeypatch):
     records.write_record(records.record_path(tc, root), "train", tc.config().to_dict(), {}, 1.0)
     ec = G.table_cells("1", "cpu", 0)["eval"][("trs", "worst_case")]
     n = 50
-    acc = zoo.clean_accuracy(ens, "mnist5k", n)
+    acc = E.clean_accuracy(ens, *E.evaluation_points("mnist5k", n))
     records.write_record(records.record_path(ec, root), "eval", {},
                          {"rows": [], "n_test": n, "clean_accuracy": acc}, 1.0)
     logs = []
@@ -55,7 +55,7 @@ def test_build_load_and_checksum(tmp_path, monkeypatch):
     assert records.load_records(root, warn=pytest.fail)  # the zoo's files are not records
     loaded, record = zoo.load("trs", 0, root=root)
     assert record["zoo"]["clean_accuracy"] == acc and record["config"]["method"] == "trs"
-    assert zoo.clean_accuracy(loaded, "mnist5k", n) == acc
+    assert E.clean_accuracy(loaded, *E.evaluation_points("mnist5k", n)) == acc
     w = zoo.zoo_dir(root) / out[0]["weights"]
     w.write_bytes(w.read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(zoo.ZooError, match="does not match"):

@@ -1,7 +1,7 @@
-"""Figures of the companion: training curves, transfer heatmaps, bound plots, paper-vs-ours tables."""
+"""Figures of the companion: training curves, transfer heatmaps, robustness against the budget."""
 from __future__ import annotations
 
-__all__ = ["plot_training_curves", "paper_layout", "side_by_side", "scale_table", "fmt_number",
+__all__ = ["plot_training_curves", "fmt_number",
            "transfer_heatmaps", "robustness_plot"]
 
 
@@ -38,57 +38,6 @@ def fmt_number(value, kind: str = "ours", missing: str = "not run") -> str:
     if kind == "diff":
         return f"{value:+.1f}"
     return f"{value:.1f}"
-
-
-def paper_layout(frame, value: str = "ours", missing: str | None = None):
-    """One value of a ``trs_lib.companion.tables.table_frame`` in the paper's layout (rows: attack and
-    budget; columns: the paper's column labels), as text so that "not run" is explicit.
-
-    ``value``: ``paper``, ``ours``, ``diff`` (ours - paper) or ``audit`` (the adaptive audit's
-    worst case at the row's budget; "n/a" for rows it does not cover: CW, the FGSM-only eps).
-    """
-    import pandas as pd
-    if value not in ("paper", "ours", "diff", "audit"):
-        raise ValueError(f"unknown value {value!r}; valid: paper, ours, diff, audit")
-    if missing is None:
-        missing = "not run"
-    rows = list(dict.fromkeys(zip(frame["attack"], frame["para"])))
-    cols = list(dict.fromkeys(frame["label"]))
-    table = pd.DataFrame(index=pd.MultiIndex.from_tuples(rows, names=["attack", "para."]),
-                         columns=cols, dtype=object)
-    for rec in frame.to_dict("records"):
-        v = rec[value]
-        miss = missing
-        if value == "audit" and not rec.get("audited", True):
-            miss = "n/a"  # the audit does not cover this budget (CW, FGSM-only eps)
-        table.loc[(rec["attack"], rec["para"]), rec["label"]] = fmt_number(v, value, miss)
-    table.columns.name = value
-    return table
-
-
-def side_by_side(frame, values=("paper", "ours", "diff", "audit")):
-    """Paper and ours next to each other: columns (paper column label, value)."""
-    import pandas as pd
-    parts = {v: paper_layout(frame, v) for v in values}
-    cols = list(dict.fromkeys(frame["label"]))
-    out = pd.concat({(c, v): parts[v][c] for c in cols for v in values}, axis=1)
-    out.columns.names = ["", ""]
-    return out
-
-
-def scale_table(frame):
-    """Per column of a table: the scale its numbers were measured at and the clean accuracy
-    of the ensemble, both read from the records (``not run`` where there is none)."""
-    import pandas as pd
-    out = {}
-    for label, group in frame.groupby("label", sort=False):
-        ok = group[group["status"] == "ok"]
-        first = ok.iloc[0] if len(ok) else None
-        out[label] = {"scale (data set, arch, members, epochs, test points)":
-                      first["scale"] if first is not None else "not run",
-                      "clean accuracy": fmt_number(first["clean"] if first is not None else None),
-                      "cells run": f"{len(ok)} of {len(group)}"}
-    return pd.DataFrame(out).T
 
 
 # ------------------------------------------------------------------ robustness against eps

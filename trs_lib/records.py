@@ -103,6 +103,11 @@ class Record:
     def validate(self, source="record") -> None:
         """Checks of the kind's own fields (subclasses)."""
 
+    def write(self, path) -> Path:
+        """Validate and write the record atomically to ``path`` (with a checksum)."""
+        obj = parse_record(self.to_json(), path).to_json()
+        return atomic_write_json(path, obj, checksum=True)  # read_record verifies the checksum
+
 
 @dataclass
 class TrainRecord(Record):
@@ -202,9 +207,7 @@ def write_record(path, kind: str, config: dict, metrics: dict, wall_time_s: floa
     """Validate and write one run record atomically to ``path`` (its provenance made now)."""
     if kind not in _TYPES:
         raise ValueError(f"unknown record kind {kind!r}; allowed: {list(_TYPES)}")
-    rec = _TYPES[kind](config, metrics, provenance(wall_time_s, device), grid)
-    obj = parse_record(rec.to_json(), path).to_json()  # validated before it is written
-    return atomic_write_json(path, obj, checksum=True)  # read_record verifies the checksum
+    return _TYPES[kind](config, metrics, provenance(wall_time_s, device), grid).write(path)
 
 
 def read_record(path) -> dict:

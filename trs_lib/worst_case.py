@@ -5,7 +5,7 @@ the suite (and every random restart): each attack runs only on the points still 
 record says which attack broke each point. This is the number a reviewer accepts; the paper's
 single attack at its setting is an upper bound on it.
 
-Suites (``SUITES``; L-inf and L2 kept apart, the budget ``eps`` given by the caller):
+Suites (``ATTACK_SUITES``; L-inf and L2 kept apart, the budget ``eps`` given by the caller):
 
 * ``linf``: APGD-CE, APGD-T (targeted DLR over the top classes), the reweighing attack on the
   members' logits (MORA-style, :mod:`trs_lib.attacks.reweigh`), Square (gradient-free);
@@ -28,7 +28,7 @@ from .attacks import get as get_attack
 from .stats import wilson_interval
 
 __all__ = ["device_of", "run_batched", "attack_batched", "correct_mask", "robust_accuracy",
-           "worst_case", "suite_attacks", "SUITES", "interval_fields", "within_budget"]
+           "worst_case", "suite_attacks", "ATTACK_SUITES", "interval_fields", "within_budget"]
 
 def device_of(model: torch.nn.Module) -> torch.device:
     """The device of a model's first parameter or buffer (CPU for a model with neither)."""
@@ -177,7 +177,7 @@ def interval_fields(correct: torch.Tensor) -> dict:
 #: the named suites: (attack, keyword arguments) in the order they run. Steps and queries are the
 #: CPU-scale defaults (APGD: 100 iterations as AutoAttack; APGD-T: 3 target classes instead of 9;
 #: Square: 1,000 queries instead of 5,000); ``overrides`` in :func:`worst_case` change them.
-SUITES: dict[str, tuple] = {
+ATTACK_SUITES: dict[str, tuple] = {
     "linf": (("apgd_ce", {"steps": 100}),
              ("apgd_t", {"steps": 100, "n_targets": 3}),
              ("reweigh", {"steps": 100}),
@@ -192,14 +192,14 @@ SUITES: dict[str, tuple] = {
 
 def suite_attacks(suite: str = "linf", overrides: dict | None = None) -> list[tuple[str, dict]]:
     """The ``(attack, kwargs)`` list of ``suite`` with ``overrides`` ``{attack: {kw: value}}`` applied."""
-    if suite not in SUITES:
-        raise ValueError(f"unknown worst-case suite {suite!r}; valid suites: {sorted(SUITES)}")
+    if suite not in ATTACK_SUITES:
+        raise ValueError(f"unknown worst-case suite {suite!r}; valid suites: {sorted(ATTACK_SUITES)}")
     overrides = dict(overrides or {})
-    names = [a for a, _ in SUITES[suite]]
+    names = [a for a, _ in ATTACK_SUITES[suite]]
     bad = sorted(set(overrides) - set(names))
     if bad:
         raise ValueError(f"overrides name attacks {bad} that are not in suite {suite!r}; its attacks: {names}")
-    return [(a, {**kw, **overrides.get(a, {})}) for a, kw in SUITES[suite]]
+    return [(a, {**kw, **overrides.get(a, {})}) for a, kw in ATTACK_SUITES[suite]]
 
 
 def within_budget(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
@@ -223,8 +223,8 @@ def worst_case(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, suite: st
     was misclassified clean, ``None`` if still robust), ``after_attack`` (accuracy after each
     attack), ``wall_s`` per attack and in total, ``batch_size`` (used).
     """
-    if suite not in SUITES:
-        raise ValueError(f"unknown worst-case suite {suite!r}; valid suites: {sorted(SUITES)}")
+    if suite not in ATTACK_SUITES:
+        raise ValueError(f"unknown worst-case suite {suite!r}; valid suites: {sorted(ATTACK_SUITES)}")
     norm = "Linf" if suite == "linf" else "L2"
     hi = 1.0 if norm == "Linf" else 1e3
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or not 0 < eps <= hi:

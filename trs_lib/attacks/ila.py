@@ -9,7 +9,7 @@ same ``eps``, 10 steps), take the guide direction at an intermediate layer ``l``
 with ``steps`` signed-gradient steps of size ``step_size`` (default ``eps / 10``) starting at
 ``x`` itself, as in Huang et al.'s code (the guide only sets the direction; starting at ``x'``
 would let ILA end weaker than its own starting point). ``start="guide"`` starts at ``x'``
-instead. :func:`trs_lib.evaluate.ila_table` also reports "ILA (best of)": per point the stronger
+instead. :func:`trs_lib.member_transfer.ila_table` also reports "ILA (best of)": per point the stronger
 of ILA and its BIM source. The paper runs ILA on sub-model 1 for 10 iterations at eps 0.1/0.15 (MNIST) and
 0.01/0.02 (CIFAR-10) and evaluates the result on every member and on the ensemble (Table 6).
 

@@ -236,7 +236,7 @@ SUITE_SETTINGS = {
     "ila": lambda r, rows, n: {},
     "smoothness": lambda r, rows, n: {},
 }
-SUITES = tuple(SUITE_SETTINGS)
+SUITES = tuple(SUITE_SETTINGS)  # the evaluation suites a cell can run (trs_lib.suites.SUITES)
 
 
 def eval_cell(tc: TrainCell, suite: str, rows, rung_="cpu", n_test=None) -> EvalCell:

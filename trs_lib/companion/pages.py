@@ -148,13 +148,12 @@ def robustness_plot(table_id, rung="cpu", records=None, root=None, frame=None, t
 
 def scale_table(table_id, rung="cpu", records=None, root=None):
     """Per column: the scale its numbers were measured at and its clean accuracy, both read
-    from the records."""
-    frame = R.table_frame(table_id, rung, _records(records, root))
-    if (frame["status"] != "ok").all():
+    from the records (:func:`trs_lib.companion.tables.column_scales`)."""
+    out = R.column_scales(table_id, rung, _records(records, root))
+    if (out["cells run"].str.startswith("0 of")).all():
         from IPython.display import Markdown
         return Markdown(f"No column of {P.table(table_id).source} has run at rung `{rung}`: "
                         f"{grid_scale_text(P.table(table_id), rung)}.")
-    out = plots.scale_table(frame)
     out.index = [label(i) for i in out.index]
     out.index.name = "column"
     return out
@@ -219,7 +218,7 @@ def cw_convergence_table(targets=("1",), rung="cpu", records=None, root=None):
     """Per white-box cell of ``targets`` (every column and seed; a target may be a pair
     ``(target, rung)`` for another rung than ``rung``): CW at its row's ``c`` with the
     scale's iterations and with twice as many on the same points
-    (:func:`trs_lib.evaluate.cw_convergence`, recorded by every white-box cell), and whether the
+    (:func:`trs_lib.suites.cw_convergence`, recorded by every white-box cell with CW rows), and whether the
     accuracy moved by less than one point (converged). A cell that did not converge reads as an
     upper bound on CW's accuracy."""
     import pandas as pd

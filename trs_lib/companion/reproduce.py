@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from . import executors as X
+from .. import evaluate as E
 from . import grid as G
 from ..atomic import CorruptFileError, atomic_write_json
 from ..paths import display_path, project_root, results_dir, runs_dir
@@ -58,9 +59,9 @@ def train_parameters(cell, device="auto") -> dict:
 
 def eval_parameters(cell, out_json: Path, device="auto") -> dict:
     """papermill parameters of ``notebooks/evaluate.ipynb`` for an evaluation cell."""
-    spec = cell.spec()
-    return {"run_dir": display_path(run_dir(cell.train)), "suite": cell.suite, "rows": spec["rows"],
-            "settings": {k: v for k, v in spec.items() if k not in ("suite", "train", "rows")},
+    spec = {**{k: v for k, v in cell.spec().items() if k != "train"}, "dataset": cell.train.dataset}
+    return {"run_dir": display_path(run_dir(cell.train)), "suite": cell.suite,
+            "spec": E.EvalSpec.from_dict(spec).to_dict(),  # validated here, before a kernel starts
             "device": device, "out_json": display_path(out_json)}
 
 

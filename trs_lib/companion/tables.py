@@ -1,20 +1,21 @@
 """Tables built from the records: every number of a page read from ``results/``.
 
-:func:`cells_frame` gives every cell of a table over the seeds of a scale with its 95%
-interval; :func:`table_frame` and :func:`transfer_frames` put the paper's number and ours side
-by side (Tables 1-6, Figures 2-4). Nothing here computes a number from a model: every "ours"
+:func:`cells_frame` gives every cell of a table over the seeds of a rung with its 95%
+interval and the paper's number beside it (Tables 1-6); :func:`transfer_frames` the transfer
+matrices of Figures 2-4; :func:`column_scales` what each column was measured at. Nothing here computes a number from a model: every "ours"
 comes from a record, and a cell without a record says ``not run``.
 """
 from __future__ import annotations
 
 from . import grid
 from .. import paper_numbers as P
+from .. import plots
 from .. import stats
 from ..provenance import is_dirty
 from ..records import cell_record, load_records
 
 __all__ = ["cells_frame", "row_results", "RowResults", "EVALUATIONS", "seed_cells",
-           "robust_accuracy", "table_frame", "transfer_frames", "ila_frame", "scale_of",
+           "recorded_accuracy", "column_scales", "transfer_frames", "scale_of",
            "audit_checks_frame", "audit_details", "NOT_RUN"]
 
 NOT_RUN = "not run"
@@ -24,7 +25,7 @@ def _as_percent(v):
     return None if v is None else round(100.0 * float(v), 2)
 
 
-def robust_accuracy(record: dict | None, row) -> float | None:
+def recorded_accuracy(record: dict | None, row) -> float | None:
     """Robust accuracy (percent) of ``row`` (a ``paper_numbers.Row`` or its key) in an
     evaluation record, or None when the record lacks it.
 
@@ -94,52 +95,37 @@ def audit_details(table_id, rung="cpu", records: dict | None = None, root=None):
     return pd.DataFrame(out, columns=["column", "check", "status", "detail"])
 
 
-def _audit_value(record, row) -> float | None:
-    """Worst case of the audit's APGD attacks at the row's L-infinity budget (percent)."""
-    if record is None or row.param != "eps":
-        return None
-    vals = [robust_accuracy(record, P.Row(a, "eps", row.value)) for a in grid.AUDIT_ATTACKS]
-    vals = [v for v in vals if v is not None]
-    return min(vals) if vals else None
-
-
-def table_frame(table_id, rung="cpu", records: dict | None = None, root=None):
-    """Paper vs ours for every cell of Table ``table_id`` (1-5), as a long ``DataFrame``.
-
-    Columns: ``attack``, ``para``, ``row`` (its key), ``column`` (key), ``label`` (as printed),
-    ``paper``, ``ours``, ``diff`` (ours - paper), ``audit`` (the adaptive audit's worst case at
-    the same budget), ``audited`` (whether the audit covers the row's budget at all: not CW, not
-    the FGSM-only budget), ``clean`` (clean accuracy of the ensemble),
-    ``scale`` (read from the records) and ``status`` (``ok`` or ``not run``).
-    """
+def column_scales(table_id, rung="cpu", records: dict | None = None, root=None):
+    """Per column of a table (1-6): the scale its numbers were measured at (data set,
+    architecture, members, epochs, test points, CW iterations, read from the seed-0 records) and
+    the ensemble's clean accuracy, with how many of the table's rows have a recorded number
+    (``not run`` where none has)."""
     import pandas as pd
-    tab = P.table(table_id)
-    if tab.id == "6":
-        return ila_frame(rung, records, root)
+    target = grid.normalise_target(table_id)
+    tab = P.table(target)
     records = load_records(root) if records is None else records
-    cells = grid.table_cells(tab.id, rung)
-    out = []
-    for i, row in enumerate(tab.rows):
-        part = "pgd110" if row.steps == 110 else "whitebox"
-        for j, col in enumerate(tab.columns):
-            tc = cells["train"].get(col)
-            ec = cells["eval"].get((col, part))
-            audit_cell = cells["eval"].get((col, "audit"))
-            trec = cell_record(tc, records) if tc else None
-            erec = cell_record(ec, records) if ec else None
-            ours = robust_accuracy(erec, row)
-            paper = tab.values[i][j]
-            audit = _audit_value(cell_record(audit_cell, records) if audit_cell else None, row)
-            audited = audit_cell is not None and any(
-                r.param == row.param and r.value == row.value for r in audit_cell.rows)
-            clean = _clean(erec, trec)
-            out.append(dict(attack=row.label, para=row.para, row=row.key, column=col,
-                            label=tab.column_labels[j], paper=paper, ours=ours,
-                            diff=None if ours is None else round(ours - paper, 2),
-                            audit=audit, audited=audited, clean=clean,
-                            scale=scale_of(trec, erec) if ours is not None else NOT_RUN,
-                            status="ok" if ours is not None else NOT_RUN))
-    return pd.DataFrame(out)
+    cells = grid.table_cells(target, rung)
+    out = {}
+    for j, col in enumerate(tab.columns):
+        found = []  # (train record, eval record) of each row that has a number
+        for row in tab.rows:
+            if target == "6":
+                ec = cells["eval"].get(("trs", f"ila:{row.dataset}"))
+                erec = cell_record(ec, records) if ec else None
+                entry = _ila_entry(erec, row)
+                ok = entry is not None and entry.get(col) is not None
+            else:
+                ec = cells["eval"].get((col, "pgd110" if row.steps == 110 else "whitebox"))
+                erec = cell_record(ec, records) if ec else None
+                ok = recorded_accuracy(erec, row) is not None
+            if ok:
+                found.append((cell_record(ec.train, records), erec))
+        trec, erec = found[0] if found else (None, None)
+        out[tab.column_labels[j]] = {
+            "scale (data set, arch, members, epochs, test points)": scale_of(trec, erec) if found else NOT_RUN,
+            "clean accuracy": plots.fmt_number(_clean(erec, trec) if found else None),
+            "cells run": f"{len(found)} of {len(tab.rows)}"}
+    return pd.DataFrame(out).T
 
 
 def _clean(erec, trec) -> float | None:
@@ -148,32 +134,6 @@ def _clean(erec, trec) -> float | None:
     if trec is not None:
         return _as_percent(trec["metrics"].get("final", {}).get("test_acc_ensemble"))
     return None
-
-
-def ila_frame(rung="cpu", records: dict | None = None, root=None):
-    """Table 6 (ILA on member 1): paper vs ours per row (data set, eps) and column (member
-    1-3, ensemble), in the layout of :func:`table_frame`."""
-    import pandas as pd
-    tab = P.table(6)
-    records = load_records(root) if records is None else records
-    cells = grid.table_cells("6", rung)
-    out = []
-    for i, row in enumerate(tab.rows):
-        ec = cells["eval"].get(("trs", f"ila:{row.dataset}"))
-        tc = ec.train if ec else None
-        erec = cell_record(ec, records) if ec else None
-        trec = cell_record(tc, records) if tc else None
-        entry = _ila_entry(erec, row)
-        for j, col in enumerate(tab.columns):
-            ours = None if entry is None else _as_percent(entry.get(col))
-            paper = tab.values[i][j]
-            out.append(dict(attack=f"{row.dataset}: ILA", para=row.para, row=row.key,
-                            column=col, label=tab.column_labels[j], paper=paper, ours=ours,
-                            diff=None if ours is None else round(ours - paper, 2), audit=None,
-                            audited=False, clean=_clean(erec, trec),
-                            scale=scale_of(trec, erec) if ours is not None else NOT_RUN,
-                            status="ok" if ours is not None else NOT_RUN))
-    return pd.DataFrame(out)
 
 
 def _ila_entry(record, row) -> dict | None:

@@ -21,14 +21,12 @@ import sys
 from pathlib import Path
 
 from . import grid as G
-from .. import data
 from ..atomic import atomic_write_json, read_json, sha256_file
 from ..checkpoint import load_weights
-from ..evaluate import spread_indices
 from ..paths import display_path, results_dir, runs_dir
 from ..records import cell_record, load_records, read_record
 
-__all__ = ["zoo_name", "available", "load", "entries", "build", "eval_points", "clean_accuracy", "zoo_dir",
+__all__ = ["zoo_name", "available", "load", "entries", "build", "zoo_dir",
            "ZooError", "MAX_MB", "INDEX"]
 
 MAX_MB = 40.0
@@ -96,25 +94,6 @@ def load(name: str, seed: int = 0, root=None, device="cpu"):
     record = read_record(folder.parent / e["record"])
     record["zoo"] = dict(e)
     return ensemble, record
-
-
-def eval_points(dataset: str, n: int | None, root=None):
-    """The test points an evaluation attacks: ``n`` points spread evenly over the test split
-    (``notebooks/evaluate``'s choice; all of them when ``n`` is None or the split's size)."""
-    x, y = data.load(dataset, "test", root=root)
-    n = len(x) if n is None else min(int(n), len(x))
-    idx = spread_indices(len(x), n)
-    return x[idx], y[idx]
-
-
-def clean_accuracy(ensemble, dataset: str, n: int | None) -> float:
-    """Clean accuracy of ``ensemble`` on the evaluation's ``n`` test points (a fraction)."""
-    import torch
-    x, y = eval_points(dataset, n)
-    with torch.no_grad():
-        correct = sum(int((ensemble(xb).argmax(1) == yb).sum())
-                      for xb, yb in zip(x.split(500), y.split(500)))
-    return correct / len(y)
 
 
 def _clean_from_records(column, seed, rung, records):
