@@ -179,7 +179,8 @@ def decide(rows, kind, margin: Margin, direction="greater", n_boot=S.N_BOOT, see
         verdict=PROVISIONAL if provisional else reading, reading=reading,
         statistic=STATISTICS[kind] + {"most": f" (k = {len(rows) // 2 + 1} of {len(rows)})",
                                       "all": f" ({'minimum' if direction == 'greater' else 'maximum'}"
-                                             f" over {len(rows)} rows)"}.get(kind, ""),
+                                             f" over {len(rows)} rows)"}.get(kind, "")
+        if len(rows) > 1 else "the one row's difference",
         kind=kind, direction=direction, estimate=rnd(est), lo=rnd(lo), hi=rnd(hi),
         unit=margin.unit, margin=margin.value, margin_source=margin.source,
         at_half_margin=sens.get("at_half_margin"), at_twice_margin=sens.get("at_twice_margin"),
