@@ -47,11 +47,11 @@ from . import tables as R
 from .. import stats as S
 from . import verdicts as V
 from .differences import (BENIGN, BENIGN_MARGIN, BETTER, C_SPREAD, HALF_WIDTH_TARGET, ILA_GAP,
-                          INCONCLUSIVE, MARGIN, NOT_REPRODUCED, NOT_YET_RUN, REPRODUCED, SMOOTHER,
+                          INCONCLUSIVE, MARGIN, MARGINS, NOT_REPRODUCED, NOT_YET_RUN, REPRODUCED, SMOOTHER,
                           common_seeds, compare_frame, rows_of)
 
 __all__ = ["Claim", "CLAIMS", "check_claims", "compare_frame", "headline_differences", "width_reason",
-           "rows_of", "rule_text", "MARGIN", "BENIGN_MARGIN", "HALF_WIDTH_TARGET", "REPRODUCED",
+           "rows_of", "rule_text", "MARGINS", "MARGIN", "BENIGN_MARGIN", "HALF_WIDTH_TARGET", "REPRODUCED",
            "NOT_REPRODUCED", "INCONCLUSIVE", "NOT_YET_RUN", "PROVISIONAL", "NO_VERDICT", "VERDICTS"]
 
 PROVISIONAL, NO_VERDICT = V.PROVISIONAL, V.NO_VERDICT

@@ -14,7 +14,7 @@ from .verdicts import Margin
 
 __all__ = ["rows_of", "compare_frame", "common_seeds", "paired_difference", "MARGIN", "BENIGN_MARGIN", "HALF_WIDTH_TARGET",
            "REPRODUCED", "NOT_REPRODUCED", "INCONCLUSIVE", "NOT_YET_RUN", "BETTER", "BENIGN",
-           "C_SPREAD", "SMOOTHER", "ILA_GAP", "SMOOTHNESS_UNIT"]
+           "C_SPREAD", "SMOOTHER", "ILA_GAP", "SMOOTHNESS_UNIT", "MARGINS"]
 
 # ------------------------------------------------------------------ the claims' margins, sourced
 BETTER = Margin(0.0, "points", "companion's choice: 'outperforms' (paper line 168), 'more robust', "
@@ -34,6 +34,8 @@ ILA_GAP = Margin(0.0, "points", "the paper's Table 6 (lines 665-666): 'does not 
                  "performance of other sub-models' (line 660) read as the other members and the "
                  "ensemble keeping at least the paper's own gap over sub-model 1, row by row; each "
                  "row's paper gap is subtracted, so the claim's margin is 0")
+MARGINS = {"BETTER": BETTER, "BENIGN": BENIGN, "C_SPREAD": C_SPREAD, "SMOOTHER": SMOOTHER,
+           "ILA_GAP": ILA_GAP}
 MARGIN = BETTER.value          # points: the margin of every "better than" claim
 BENIGN_MARGIN = BENIGN.value   # points: "about as accurate" on benign inputs
 HALF_WIDTH_TARGET = 6.0  # points: the half-width target for Table 1's headline differences
