@@ -171,6 +171,8 @@ def _compare(target, column, others, label, rule, what="", target_width=False, p
         if any(x is None for x in rows):
             return _missing("a row has no seed common to both columns")
         text = f"{label} minus the best other column of {what or ', '.join(others)}, per row"
+        if rung:
+            text = f"on rung {rung} ({G.rung(rung).describe('mnist')}): " + text
         if target_width:
             wide = done[done["half_width"] > HALF_WIDTH_TARGET]
             text += (f"; largest per-row half-width {done['half_width'].max():.1f} points (target "
