@@ -254,17 +254,18 @@ def _c_insensitive(scale, records, evaluation):
     :data:`C_SPREAD`; the worst case has no paper counterpart: its number, no verdict."""
     cols = P.table(5).columns
     cells = R.seed_cells("5", scale)
-    rows = []
+    picked = []
     for label, part, key in rows_of("5", evaluation, scale):
         res = {c: R.row_results("5", c, part, key, scale, records, cells) for c in cols}
         if not all(r.seeds for r in res.values()):
             return _missing(f"{label}: not every c has a number", C_SPREAD)
         mean = {c: np.mean(r.accuracy) for c, r in res.items()}
-        hi_c, lo_c = max(cols, key=mean.get), min(cols, key=mean.get)
-        row = _row(label, res[hi_c], res[lo_c], note=f"{hi_c} minus {lo_c}")
-        if row is None:
-            return _missing(f"{label}: no seed common to every c", C_SPREAD)
-        rows.append(row)
+        picked.append((label, res[max(cols, key=mean.get)], res[min(cols, key=mean.get)],
+                       f"{max(cols, key=mean.get)} minus {min(cols, key=mean.get)}"))
+    n_full = max(len(a.correct[0]) if a.paired else 0 for _, a, _, _ in picked) or None
+    rows = [_row(label, a, b, n_full, note) for label, a, b, note in picked]
+    if any(r is None for r in rows):
+        return _missing("a row has no seed common to every c", C_SPREAD)
     out = _decided(rows, "all", C_SPREAD, "spread over c (best minus worst c, paired) below the "
                    "paper's largest spread in every row", "less", sides=("best c", "worst c"))
     if evaluation == "worst_case":
