@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from trs_lib import stats as S
+from trs_lib.evaluate import spread_indices
+from trs_lib.records import load_records
 
 from trs_lib.companion import claims as C
 from trs_lib import paper_numbers as P
@@ -142,7 +144,6 @@ def test_a_claim_one_row_decides_is_fragile_and_names_the_row():
 def test_worst_row_interval_is_simultaneous_and_wider_than_one_row():
     """The max-statistic bootstrap's critical value grows with the number of rows; a row on an
     evenly spaced subset of points is drawn from the same draw (and matches evaluate's rule)."""
-    from trs_lib.evaluate import spread_indices
     assert (V.spread_positions(1000, 200) == spread_indices(1000, 200).numpy()).all()
     rng = np.random.default_rng(0)
     rows = [V.Row(f"r{i}", (0, 1, 2), diff=(rng.random((3, 500)) < 0.6).astype(float)
@@ -301,7 +302,6 @@ def test_ila_little_transfer_is_measured_against_the_papers_table6_gap():
 def test_shown_interval_is_the_deciding_statistics_for_every_claim():
     """On the committed records: the landing page and the summary show, for every claim, the
     statistic the verdict is read from; no shown interval contradicts its verdict."""
-    from trs_lib.records import load_records
     recs = load_records()
     out = C.check_claims("cpu", recs)
     shown = D.claims("cpu", recs)

@@ -34,7 +34,7 @@ def test_every_record_names_a_commit_of_this_history():
         fetched = _git("fetch", "--unshallow")   # the records name older commits: fetch them
         if _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
             pytest.fail("shallow clone: the records' commits are not in it and `git fetch "
-                        f"--unshallow` failed ({(fetched.stderr or fetched.stdout).strip()[:200]}); "
+                        f"--unshallow` failed (exit {fetched.returncode}: {(fetched.stderr or fetched.stdout).strip()[:200]}); "
                         "clone with full history to check provenance")
     bad = []
     for key, rec in _committed_records().items():
