@@ -16,9 +16,11 @@
 # # The paper's claims, checked
 #
 # Each headline claim of the paper, with a verdict computed from the run records under
-# `results/` by `trs_lib.companion.claims` (never typed by hand): **reproduced**, **not reproduced**, or
-# **not yet run at this scale** when some number it needs has no record. The page named with
-# each claim shows the numbers; the landing page shows the same verdicts.
+# `results/` by `trs_lib.companion.claims` (never typed by hand). A claim gets one of four
+# verdicts: **reproduced**, **not reproduced**, **inconclusive**, or **provisional** (fewer
+# than 3 seeds on a side of its comparison: the interval's reading is shown beside it); a
+# claim some of whose numbers have no record is **not yet run at this scale**. The page named
+# with each claim shows the numbers; the landing page shows the same verdicts and flags.
 
 # %% tags=["parameters"]
 rung = "cpu"   # a rung of trs_lib.companion.grid.RUNGS: whose records to judge
@@ -26,30 +28,40 @@ rung = "cpu"   # a rung of trs_lib.companion.grid.RUNGS: whose records to judge
 # %%
 from IPython.display import Markdown
 
-from trs_lib import stats
+import pandas as pd
 
 from trs_lib import records
-from trs_lib.companion import claims, pages, tables
+from trs_lib.companion import claims, dashboard, pages
 
 records = records.load_records()
-Markdown(
-    "Each claim is decided by a paired difference between columns (same test points, same seeds) "
-    "and its 95% interval: **reproduced** when the whole interval lies on the claim's side of its "
-    f"margin ({claims.MARGIN:g} points for a claim that one column is better, "
-    f"{claims.BENIGN_MARGIN:g} point of clean accuracy for \"about as accurate\", the paper's own "
-    "spread for c), **not reproduced** when it lies wholly on the other side, **inconclusive** "
-    "when it straddles the margin. Robustness claims are judged twice: under the paper's attack "
-    "and under the strong worst case at the same budget. The interval is a seed-and-point "
-    f"bootstrap ({stats.N_BOOT:,} draws, `trs_lib.stats`): each draw resamples the seeds and, "
-    "independently, the test points (the same points for every seed, as every seed is attacked "
-    "on the same points), so both the training run and the test set count; its 2.5 and 97.5 "
-    "percentiles bound the difference. A claim over several rows combines the rows' verdicts: "
-    "\"in most cases\" is reproduced when more than half the rows are, not reproduced when "
-    "they could not be even if every inconclusive row were; \"in every row\" is reproduced "
-    "when all are, not reproduced when any is not; else inconclusive.")
+Markdown("**The verdict rule** (the words of `trs_lib.companion.claims`): " + claims.rule_text())
+
+# %% [markdown]
+# ## Every claim
+#
+# Per claim and evaluation: the verdict, the statistic that decides it with its 95% interval
+# (the number the verdict is read from), the seeds and points on each side, the margin with
+# its source, and the flags (*provisional*, *fragile* with the row that decides,
+# *margin-sensitive* with the verdicts at half and twice the margin).
 
 # %%
-pages.claims_table(rung=rung, records=records)
+dashboard.claims_frame(rung=rung, records=records)
+
+# %% [markdown]
+# ## The margins and their sources
+#
+# Every margin is a named constant of `trs_lib.companion.differences`, with where it comes
+# from: the paper's words and the line of the paper's text, or the companion's choice and why.
+
+# %%
+Markdown(f"In short: {claims.MARGIN:g} points for a claim that one column is better, "
+         f"{claims.BENIGN_MARGIN:g} point of clean accuracy for \"about as accurate\", "
+         f"{claims.MARGINS['C_SPREAD'].value:g} points (the paper's largest spread over c) for "
+         "\"c need not be tuned\", and the paper's own gap in each row of Table 6 for ILA.")
+
+# %%
+pd.DataFrame([{"margin": name, "value": m.value, "unit": m.unit, "source": m.source}
+              for name, m in claims.MARGINS.items()]).set_index("margin")
 
 # %% [markdown]
 # How many records this page read, by kind:

@@ -31,7 +31,11 @@ def test_every_record_names_a_commit_of_this_history():
     if _git("rev-parse", "--is-inside-work-tree").stdout.strip() != "true":
         pytest.skip("not a git work tree")
     if _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
-        pytest.skip("shallow clone: older commits are not here to check")
+        fetched = _git("fetch", "--unshallow")   # the records name older commits: fetch them
+        if _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+            pytest.fail("shallow clone: the records' commits are not in it and `git fetch "
+                        f"--unshallow` failed (exit {fetched.returncode}: {(fetched.stderr or fetched.stdout).strip()[:200]}); "
+                        "clone with full history to check provenance")
     bad = []
     for key, rec in _committed_records().items():
         prov = rec["provenance"]

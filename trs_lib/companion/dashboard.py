@@ -20,15 +20,17 @@ from ..atomic import atomic_write_json
 from ..paths import results_dir
 from ..records import cell_record, load_records
 from .labels import readable
+from .verdicts import MIN_SEEDS
 from .. import theory
 
-__all__ = ["claims", "theory_findings", "commands", "render", "write", "badge", "VERDICT_CLASS"]
+__all__ = ["claims", "claims_frame", "flags", "margin_text", "counts_text", "number", "theory_findings", "commands", "render", "write", "badge", "VERDICT_CLASS"]
 
 # Verdict -> CSS class of its badge (book/_static/companion.css).
 VERDICT_CLASS = {"reproduced": "good", "holds": "good", "confirmed": "good",
                  "holds, never informative": "neutral",
                  "not reproduced": "bad", "refuted": "bad",
                  "inconclusive": "neutral", "vacuous at this scale": "neutral",
+                 C.PROVISIONAL: "neutral", C.NO_VERDICT: "missing",
                  "not yet run at this scale": "missing"}
 
 # What a claim was judged under (``evaluation`` of a claim).
@@ -48,13 +50,56 @@ def _num(v) -> bool:
     return v is not None and v == v
 
 
+def number(v, unit) -> str:
+    """A claim's number in its unit: points with one decimal, other units with three."""
+    return f"{v:+.1f}" if unit == "points" else f"{v:+.3f}"
+
+
+def _span(est, lo, hi, unit) -> str:
+    return f"{number(est, unit)} [{number(lo, unit)}, {number(hi, unit)}] {unit}"
+
+
 def _interval(c: dict) -> str:
+    """The deciding statistic and its interval, as the claim's verdict reads it."""
+    if c.get("parts"):
+        return "; ".join(f"{p['id']}: {_span(p['estimate'], p['lo'], p['hi'], p['unit'])} "
+                         f"({p['verdict']})" for p in c["parts"] if _num(p.get("estimate")))
     if _num(c.get("estimate")) and _num(c.get("lo")) and _num(c.get("hi")):
-        text = f"{c['estimate']:+.1f} [{c['lo']:+.1f}, {c['hi']:+.1f}] points"
-        if _num(c.get("margin")):
-            text += f" (margin {c['margin']:g})"
-        return text
+        return f"{c.get('statistic')}: {_span(c['estimate'], c['lo'], c['hi'], c.get('unit'))}"
     return "n/a"
+
+
+def margin_text(c: dict) -> str:
+    """The claim's margin with its source."""
+    if not _num(c.get("margin")):
+        return str(c.get("margin_source") or "")
+    return f"{c['margin']:g} {c.get('unit') or 'points'}: {c.get('margin_source', '')}"
+
+
+def counts_text(c: dict) -> str:
+    """Seeds and points per side of the comparison."""
+    if not c.get("seeds"):
+        return ""
+    pts = "/".join(str(n) for n in c.get("points", ()))
+    return "; ".join(f"{side}: {k} seed{'s' if k != 1 else ''}" for side, k in
+                     zip(c.get("sides", ("a", "b")), c["seeds"])) + f"; {pts} points"
+
+
+def flags(c: dict) -> str:
+    """The claim's flags: provisional (with what its interval reads), fragile (the rows), and
+    margin-sensitive (the verdicts at half and twice the margin)."""
+    out = []
+    if c.get("verdict") == C.PROVISIONAL:
+        out.append(f"provisional: fewer than {MIN_SEEDS} seeds a side; the interval reads "
+                   f"{c.get('reading')}")
+    if c.get("fragile"):
+        out.append("fragile: the verdict changes without " + ", ".join(c["fragile"]))
+    if c.get("margin_sensitive"):
+        out.append(f"margin-sensitive: at half the margin {c['at_half_margin']}, at twice "
+                   f"{c['at_twice_margin']}")
+    elif c.get("margin_sensitive") is False:
+        out.append("same verdict at half and twice the margin")
+    return "; ".join(out)
 
 
 def _dataset_of(page: str) -> str:
@@ -72,11 +117,39 @@ def claims(rung="cpu", records=None, root=None) -> list[dict]:
     for r in rows:
         page = r.get("page", "")
         evaluation = r.get("evaluation", "paper")
+        fl = flags(r)
         out.append(dict(id=r["id"], text=r.get("text", ""), source=r.get("source", ""), page=page,
                         under=UNDER.get(evaluation, evaluation),
                         verdict=r.get("verdict", ""), evaluation=evaluation,
-                        interval=_interval(r), scale=_short_scale(sc, _dataset_of(page)),
-                        evidence=str(r.get("evidence", ""))))
+                        interval=_interval(r) + (f" ({fl})" if fl else ""),
+                        statistic=_interval(r), flags=fl, counts=counts_text(r),
+                        margin=margin_text(r), reading=r.get("reading"),
+                        scale=_short_scale(sc, _dataset_of(page)) + (
+                            f"; {counts_text(r)}" if r.get("seeds") else ""),
+                        evidence=_evidence(r)))
+    return out
+
+
+def _evidence(r: dict) -> str:
+    rows = "; ".join(f"{x['label']}: {number(x['estimate'], r.get('unit'))}"
+                     + (f" [{number(x['lo'], r['unit'])}, {number(x['hi'], r['unit'])}]"
+                        if _num(x.get("lo")) else "") + (f" {x['note']}" if x.get("note") else "")
+                     for x in r.get("rows", []))
+    extra = f"; simultaneous: {r['simultaneous']}" if r.get("simultaneous") else ""
+    return str(r.get("evidence", "")) + extra + (f". Rows: {rows}" if rows else "")
+
+
+def claims_frame(rung="cpu", records=None, root=None):
+    """The summary page's table: per claim and evaluation, the verdict, the deciding statistic
+    and its interval, seeds and points per side, the margin with its source, and the flags."""
+    import pandas as pd
+    rows = claims(rung, records, root)
+    out = pd.DataFrame([{"claim": c["text"], "judged under": c["under"], "verdict": c["verdict"],
+                         "deciding statistic [95% interval]": c["statistic"],
+                         "seeds and points per side": c["counts"], "margin (source)": c["margin"],
+                         "flags": c["flags"], "evidence": readable(c["evidence"])} for c in rows],
+                       index=[c["id"] for c in rows])
+    out.index.name = "claim id"
     return out
 
 
@@ -172,12 +245,13 @@ def render(rung="cpu", records=None, root=None, repo_url=None) -> str:
              "run records under `results/` by `trs_lib.companion.claims`; each claim links to its page.", "",
              "```{list-table}", ":header-rows: 1", ":class: dashboard",
              ":widths: 40 14 22 10 14", "",
-             "* - claim", "  - verdict", "  - paired difference, points [95% interval]", "  - scale", "  - page"]
+             "* - claim", "  - verdict", "  - deciding statistic [95% interval]", "  - scale, seeds and points", "  - page"]
     for c in cl:
         under = f"; under {c['under']}" if c["evaluation"] in ("paper", "worst_case") else ""
         lines += [f"* - {_cell(c['text'])} <small>({_cell(c['source'])}{under})</small>",
-                  f"  - {badge(c['verdict'])}",
-                  f"  - {_cell(c['interval'])} <small>{_cell(c['evidence'])}</small>",
+                  f"  - {badge(c['verdict'])}" + (f" <small>{_cell(c['flags'])}</small>" if c["flags"] else ""),
+                  f"  - {_cell(c['statistic'])} <small>margin {_cell(c['margin'])}. "
+                  f"{_cell(c['evidence'])}</small>",
                   f"  - <small>{_cell(c['scale'])}</small>",
                   f"  - {{doc}}`../notebooks/{c['page']}`"]
     mnist, cifar = sc.dataset("mnist"), sc.dataset("cifar10")
