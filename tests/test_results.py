@@ -63,13 +63,13 @@ def test_cpu_grid_shares_cells_and_leaves_cifar_empty():
     assert len(names) == len(set(names))
     trains = [c for c in cells if c.kind == "train"]
     # Table 1: 6 methods + TRS as published, GAL, DVERGE, and the figures' vanilla: 10 columns,
-    # 3 seeds each; Tables 3 and 5 add TRS k=2, TRS+AT, c=0.5, c=1 at seed 0 only (the cut)
-    assert len(trains) == 10 * 3 + 4
+    # 3 seeds each; Tables 3 and 5 add TRS k=2, TRS+AT, c=0.5, c=1, also 3 seeds each
+    assert len(trains) == 14 * 3
     assert all(c.dataset == "mnist5k" for c in trains)
     assert {c.config().seed for c in trains} == {0, 1, 2}
     late = [c for c in trains if c.method == "trs_at" or c.config().num_models == 2
             or c.config().c != G.make_config("mnist5k", "trs").c]
-    assert len(late) == 4 and {c.config().seed for c in late} == {0}
+    assert len(late) == 4 * 3 and {c.config().seed for c in late} == {0, 1, 2}
     # every evaluation comes after its training, and attacks with its training's seed
     seen = set()
     for c in cells:

@@ -98,7 +98,6 @@ RUNGS: dict[str, Rung] = {
                 cw_n_test=200, worst_case_eps=(0.15,),
                 audit=Audit(steps=50, more_steps=50, more_restarts=3, n_test=200),
                 targets=("1", "2", "3", "4", "5", "6", "fig2", "fig3", "fig4"),
-                column_seeds={c: (0,) for c in ("trs_k2", "trs_at", "trs_c0.5", "trs_c1")},
                 why="the companion's CPU proxy: every table, 3 seeds"),
     # The paper's architecture at the CPU proxy, a one-seed pilot (a ResNet-20 step costs about
     # 13 small-CNN steps here): 2 epochs, 100 test points, CW on 50.
