@@ -50,7 +50,7 @@ from .differences import (BENIGN, BENIGN_MARGIN, BETTER, C_SPREAD, HALF_WIDTH_TA
                           INCONCLUSIVE, MARGIN, MARGINS, NOT_REPRODUCED, NOT_YET_RUN, REPRODUCED, SMOOTHER,
                           common_seeds, compare_frame, rows_of)
 
-__all__ = ["Claim", "CLAIMS", "check_claims", "compare_frame", "headline_differences", "width_reason",
+__all__ = ["Claim", "CLAIMS", "check_claims", "compare_claim", "compare_frame", "headline_differences", "width_reason",
            "rows_of", "rule_text", "MARGINS", "MARGIN", "BENIGN_MARGIN", "HALF_WIDTH_TARGET", "REPRODUCED",
            "NOT_REPRODUCED", "INCONCLUSIVE", "NOT_YET_RUN", "PROVISIONAL", "NO_VERDICT", "VERDICTS"]
 
@@ -139,7 +139,7 @@ def width_reason(row: dict) -> str:
             "more test points would narrow it")
 
 
-def _compare(target, column, others, label, rule, what="", target_width=False, parts=None,
+def compare_claim(target, column, others, label, rule, what="", target_width=False, parts=None,
              rung=None):
     """A claim that ``column`` beats the best of ``others`` (margin :data:`BETTER`), decided by
     the row vote (``rule="most"``) or the worst row (``"all"``); judged on ``rung`` when given
@@ -378,16 +378,16 @@ CLAIMS = (
           "Sec. 4, claim (1)", "figures_transfer", _benign, ("n/a",)),
     Claim("mnist-most", "TRS outperforms CosSim, CKAE, AdaBoost, GradientBoost and ADP on MNIST "
           "in most cases.", "Sec. 4.3, Table 1", "table1_mnist",
-          _compare("1", "trs", _T1_OTHERS, "TRS", "most", target_width=True)),
+          compare_claim("1", "trs", _T1_OTHERS, "TRS", "most", target_width=True)),
     Claim("trs-published-most", "TRS as its authors ran it (published loss, their training loop) "
           "outperforms every other column of Table 1 (the TRS of Sec. 3, the baselines, GAL, "
           "DVERGE) in most cases.", "beyond the paper: the authors' code, Table 1 budgets",
           "table1_mnist",
-          _compare("1", "trs_published", tuple(c for c in _ALL_T1 if c != "trs_published"),
+          compare_claim("1", "trs_published", tuple(c for c in _ALL_T1 if c != "trs_published"),
                    "TRS (published)", "most")),
     Claim("cifar-most", "TRS outperforms the baselines on CIFAR-10 on most attacks.",
           "App. F, Table 2", "table2_cifar10",
-          _compare("2", "trs", tuple(c for c in P.table(2).columns if c != "trs"), "TRS", "most")),
+          compare_claim("2", "trs", tuple(c for c in P.table(2).columns if c != "trs"), "TRS", "most")),
     Claim("transfer", "Members of a TRS ensemble transfer adversarial examples to each other "
           "less than vanilla members (MNIST, eps = 0.2).", "Sec. 4.3, Figures 2-3",
           "figures_transfer", _matrix_claim(diagonal=False), ("n/a",)),
@@ -402,13 +402,13 @@ CLAIMS = (
           _conjunction("smoothness", "members-robust", "transfer"), ("n/a",)),
     Claim("members", "More members (k = 3 vs 2) give more robustness on MNIST in every row.",
           "App. H, Table 3", "table3_4_members_at",
-          _compare("3", "trs", ("trs_k2",), "TRS k = 3", "all", "TRS k = 2")),
+          compare_claim("3", "trs", ("trs_k2",), "TRS k = 3", "all", "TRS k = 2")),
     Claim("at", "Adding adversarial training gives the best robustness in every row.",
           "App. H, Table 3", "table3_4_members_at",
-          _compare("3", "trs_at", ("trs_k2", "trs", "adp"), "TRS + AT", "all")),
+          compare_claim("3", "trs_at", ("trs_k2", "trs", "adp"), "TRS + AT", "all")),
     Claim("pgd110", "Under PGD with 110 iterations TRS stays more robust than ADP.",
           "App. H, Table 3", "table3_4_members_at",
-          _compare("3", "trs", ("adp",), "TRS", "all", "ADP", parts=("pgd110",)), ("paper",)),
+          compare_claim("3", "trs", ("adp",), "TRS", "all", "ADP", parts=("pgd110",)), ("paper",)),
     Claim("c", "The weight c need not be tuned carefully (robustness changes little with c).",
           "App. H, Table 5", "table5_c", _c_insensitive),
     Claim("ila", "ILA crafted on member 1 hurts member 1 but transfers little to the other "
@@ -416,7 +416,7 @@ CLAIMS = (
     Claim("r20-most", "With the paper's architecture (ResNet-20, on mnist5k) TRS still "
           "outperforms vanilla and ADP in most cases.", "Sec. 4.3, Table 1 (architecture of App. F)",
           "table1_mnist",
-          _compare("1", "trs", ("vanilla", "adp"), "TRS (ResNet-20)", "most", rung="cpu-r20-2ep")),
+          compare_claim("1", "trs", ("vanilla", "adp"), "TRS (ResNet-20)", "most", rung="cpu-r20-2ep")),
 )
 
 
