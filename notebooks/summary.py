@@ -31,7 +31,7 @@ from IPython.display import Markdown
 import pandas as pd
 
 from trs_lib import records
-from trs_lib.companion import claims, dashboard, pages
+from trs_lib.companion import claims, dashboard, ladder, pages
 
 records = records.load_records()
 Markdown("**The verdict rule** (the words of `trs_lib.companion.claims`): " + claims.rule_text())
@@ -46,6 +46,19 @@ Markdown("**The verdict rule** (the words of `trs_lib.companion.claims`): " + cl
 
 # %%
 dashboard.claims_frame(rung=rung, records=records)
+
+# %% [markdown]
+# ## Across the scale ladder
+#
+# The verdicts above are judged at one rung. Table 1's headline claim on every rung of the
+# ladder (`trs_lib.companion.ladder`; the page {doc}`scale_ladder` has the plot and the
+# convergence curves), and whether the rungs disagree:
+
+# %%
+Markdown(dashboard.scale_note(records))
+
+# %%
+ladder.ladder_frame(ladder.ladder(records))
 
 # %% [markdown]
 # ## The margins and their sources

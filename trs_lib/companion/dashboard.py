@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import claims as C
 from . import grid
+from . import ladder as L
 from ..atomic import atomic_write_json
 from ..paths import results_dir
 from ..records import cell_record, load_records
@@ -232,6 +233,28 @@ def _cell(text: str) -> str:
     return readable(text).replace("|", "\\|").replace("\n", " ")
 
 
+def scale_note(records) -> str:
+    """One paragraph on the scale ladder (:mod:`trs_lib.companion.ladder`): Table 1's headline
+    claim at the highest rung that has it, and whether it is scale-dependent."""
+    rows = L.ladder(records)
+    parts = []
+    for ev, name in L.EVALUATIONS.items():
+        h = L.highest(rows, ev)
+        if h is not None:
+            parts.append(f"under {name}, {badge(h['verdict'])} at rung `{h['rung']}` "
+                         f"({h['estimate']:+.1f} [{h['lo']:+.1f}, {h['hi']:+.1f}] points)")
+    dep = L.scale_dependent(rows)
+    text = ("**Across the scale ladder** ({doc}`../notebooks/scale_ladder`), TRS minus the best "
+            "other column of Table 1 at the highest rung that has it: " + "; ".join(parts) + ". ")
+    if dep:
+        text += "**Scale-dependent**: " + "; ".join(
+            f"under {L.EVALUATIONS[ev]}, " + ", ".join(f"{v} on {', '.join(r)}" for v, r in by.items())
+            for ev, by in dep.items()) + "."
+    else:
+        text += "No two rungs that decide disagree."
+    return text
+
+
 def render(rung="cpu", records=None, root=None, repo_url=None) -> str:
     """The dashboard as MyST Markdown (included by ``book/intro.md``)."""
     records = load_records(root) if records is None else records
@@ -260,6 +283,7 @@ def render(rung="cpu", records=None, root=None, repo_url=None) -> str:
               if mnist else f"The {rung} scale runs no MNIST column",
               f"; CIFAR-10 columns on {_cell(sc.describe('cifar10'))}." if cifar
               else "; CIFAR-10 columns are not run at this scale (GPU work).", ""]
+    lines += [scale_note(records), ""]
     lines += ["## The theory: what holds and what does not", ""]
     found = theory_findings()
     refuted = [f for f in found if f.get("verdict") == "refuted"]
