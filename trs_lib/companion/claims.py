@@ -179,7 +179,7 @@ def compare_claim(target, column, others, label, rule, what="", target_width=Fal
                      f"<= {HALF_WIDTH_TARGET:g}: " + ("met" if wide.empty else
                      "not met at " + "; ".join(f"{r['label']}, {width_reason(r)}"
                                                for r in wide.to_dict("records"))) + ")")
-        return _decided(rows, rule, BETTER, text, sides=(label, "best other"))
+        return dict(_decided(rows, rule, BETTER, text, sides=(label, "best other")), rung=scale)
     return check
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from . import claims as C
 from . import grid
 from . import ladder as L
+from . import landing as LD
 from ..atomic import atomic_write_json
 from ..paths import results_dir
 from ..records import cell_record, load_records
@@ -107,12 +108,12 @@ def _dataset_of(page: str) -> str:
     return "cifar10" if "cifar" in page or "table4" in page else "mnist"
 
 
-def claims(rung="cpu", records=None, root=None) -> list[dict]:
+def claims(rung="cpu", records=None, root=None, checked=None) -> list[dict]:
     """Every claim of ``trs_lib.companion.claims.check_claims`` as a dict with ``id``,
     ``text``, ``source``, ``page``, ``verdict``, ``interval`` (text, with the margin), ``scale``
     (text) and ``evidence``."""
     records = load_records(root) if records is None else records
-    rows = C.check_claims(rung, records)
+    rows = C.check_claims(rung, records) if checked is None else checked
     sc = grid.rung(rung)
     out = []
     for r in rows:
@@ -233,6 +234,10 @@ def _cell(text: str) -> str:
     return readable(text).replace("|", "\\|").replace("\n", " ")
 
 
+#: the forest plot's path from the book's root (``make dashboard`` writes it beside the dashboard)
+FOREST = "/book/_generated/forest.png"
+
+
 def scale_note(records) -> str:
     """One paragraph on the scale ladder (:mod:`trs_lib.companion.ladder`): Table 1's headline
     claim at the highest rung that has it, and whether it is scale-dependent."""
@@ -255,28 +260,41 @@ def scale_note(records) -> str:
     return text
 
 
-def render(rung="cpu", records=None, root=None, repo_url=None) -> str:
-    """The dashboard as MyST Markdown (included by ``book/intro.md``)."""
+def render(rung="cpu", records=None, root=None, repo_url=None, forest=FOREST) -> str:
+    """The dashboard as MyST Markdown (included by ``book/intro.md``): what we found, the
+    forest plot (``forest``: its path from the book's root, written by :func:`write`), a
+    compact verdict table with each claim's details folded below it, the scale ladder, the
+    theory, and how to run it."""
     records = load_records(root) if records is None else records
-    cl = claims(rung, records)
+    raw = C.check_claims(rung, records)
+    cl = claims(rung, records, checked=raw)
     counts = {}
     for c in cl:
         counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
     sc = grid.rung(rung)
-    lines = [f"## The paper's claims at the {rung} rung", "",
-             ", ".join(f"{badge(v)} {n}" for v, n in counts.items()) + ". Computed from the "
-             "run records under `results/` by `trs_lib.companion.claims`; each claim links to its page.", "",
-             "```{list-table}", ":header-rows: 1", ":class: dashboard",
-             ":widths: 40 14 22 10 14", "",
-             "* - claim", "  - verdict", "  - deciding statistic [95% interval]", "  - scale, seeds and points", "  - page"]
-    for c in cl:
-        under = f"; under {c['under']}" if c["evaluation"] in ("paper", "worst_case") else ""
-        lines += [f"* - {_cell(c['text'])} <small>({_cell(c['source'])}{under})</small>",
+    found = LD.findings(raw, records, rung)
+    lines = ["```{admonition} What we found", ":class: tip", ""] + \
+        [f"* {_cell(f)}" for f in found] + ["```", ""] if found else []
+    lines += [f"## The paper's claims at the {rung} rung", "",
+              ", ".join(f"{badge(v)} {n}" for v, n in counts.items()) + ". Computed from the "
+              "run records under `results/` by `trs_lib.companion.claims`; each claim links to its page.", "",
+              f"![Forest plot of every claim's deciding statistic with its 95% interval and margin: "
+              f"{_cell(LD.forest_alt_text(raw))}]({forest})", "",
+              "```{list-table}", ":header-rows: 1", ":class: dashboard",
+              ":widths: 50 15 20 15", "",
+              "* - claim", "  - verdict", "  - difference [95%]", "  - rung"]
+    for c, v in zip(cl, LD.verdict_rows(raw)):
+        under = f" <small>(under {c['under']})</small>" if c["evaluation"] in ("paper", "worst_case") else ""
+        lines += [f"* - {_cell(c['text'])}{under} {{doc}}`→ <../notebooks/{c['page']}>`",
                   f"  - {badge(c['verdict'])}" + (f" <small>{_cell(c['flags'])}</small>" if c["flags"] else ""),
-                  f"  - {_cell(c['statistic'])} <small>margin {_cell(c['margin'])}. "
-                  f"{_cell(c['evidence'])}</small>",
-                  f"  - <small>{_cell(c['scale'])}</small>",
-                  f"  - {{doc}}`../notebooks/{c['page']}`"]
+                  f"  - {_cell(v['difference'])}" + (f" <small>{_cell(v['unit'])}</small>" if v["unit"] != "points" else ""),
+                  f"  - <small>{_cell(v['rung'] or rung)}</small>"]
+    lines += ["```", "", "<details><summary>Each claim in full: the deciding statistic, margin and "
+              "its source, seeds and points per side, and the rows</summary>", ""]
+    for c in cl:
+        lines += [f"* **{_cell(c['id'])}** ({_cell(c['under'])}): {_cell(c['statistic'])}; margin "
+                  f"{_cell(c['margin'])}; {_cell(c['scale'])}. {_cell(c['evidence'])}"]
+    lines += ["", "</details>", ""]
     mnist, cifar = sc.dataset("mnist"), sc.dataset("cifar10")
     lines += ["```", "",
               f"The {rung} scale: MNIST columns on {_cell(sc.describe('mnist'))}"
@@ -352,7 +370,9 @@ def write(path, rung="cpu", root=None) -> Path:
     """Write :func:`render` to ``path`` (creating its folder); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(rung, root=root), encoding="utf-8")
+    records = load_records(root)
+    LD.forest_figure(C.check_claims(rung, records), path.parent / Path(FOREST).name)
+    path.write_text(render(rung, records=records), encoding="utf-8")
     return path
 
 
