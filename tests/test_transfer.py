@@ -49,10 +49,17 @@ def test_adapter_stays_in_the_ball_and_box_and_leaves_params_and_rng_alone(name)
         assert not torch.equal(out, transfer_attack(name, model, x, y, eps=eps, steps=3, seed=1))
 
 
-def test_sgm_refuses_a_surrogate_without_skip_connections():
-    x, y = test_points(2)
+def test_sgm_runs_only_on_surrogates_with_skip_connections(tmp_path):
+    x, y = test_points(4)
     with pytest.raises(ValueError, match="skip connections"):
         transfer_attack("sgm", small_target(), x, y, eps=0.1)
+    sur = {"cnn": small_target(), "r20": source_for("sgm")}
+    res = transfer_worst_case(small_target(), x, y, surrogates=sur, eps=0.1,
+                              attacks=[("sgm", {"steps": 2})], cache_dir=tmp_path)
+    assert res["pairs"] == ["r20/sgm"] and res["skipped_pairs"] == ["cnn/sgm"]
+    with pytest.raises(ValueError, match="'sgm' applies to none of the surrogates"):
+        transfer_worst_case(small_target(), x, y, surrogates={"cnn": small_target()}, eps=0.1,
+                            attacks=["sgm"], cache_dir=tmp_path)
 
 
 def test_torchattack_mi_fgsm_agrees_with_torchattacks_within_1_5_points():

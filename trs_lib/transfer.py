@@ -25,7 +25,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .atomic import atomic_write_bytes
-from .attacks.transfer_attacks import TRANSFER_ATTACKS, attack_settings, transfer_attack
+from .attacks.transfer_attacks import TRANSFER_ATTACKS, applies_to, attack_settings, transfer_attack
 from .paper_numbers import row_key
 from .worst_case import device_of, interval_fields, run_batched, within_budget
 
@@ -126,6 +126,10 @@ def check_plan(target, x, y, surrogates: dict, attacks, eps_list) -> list:
         plan.append((name, kw))
     if not plan:
         raise ValueError(f"attacks is empty; valid attacks: {sorted(TRANSFER_ATTACKS)}")
+    for name, _ in plan:
+        if not any(applies_to(name, m) for m in surrogates.values()):
+            raise ValueError(f"transfer attack {name!r} applies to none of the surrogates "
+                             f"{sorted(surrogates)} (SGM needs skip connections: a ResNet)")
     if isinstance(eps_list, (int, float)):
         eps_list = [eps_list]
     for e in eps_list:
@@ -171,7 +175,8 @@ def transfer_worst_case(target, x: torch.Tensor, y: torch.Tensor, *, surrogates:
     attack"`` in order), ``pair_settings``, ``broken_by`` ({pair: points it broke first}),
     ``broken_by_point`` (per point: the first pair that broke it, ``"clean"`` if misclassified
     clean, None if robust), ``pair_accuracy`` ({pair: target accuracy on that pair's examples
-    alone}), ``after_pair`` (accuracy after each pair), ``cache_hit`` ({pair: bool}), ``n``,
+    alone}), ``after_pair`` (accuracy after each pair), ``cache_hit`` ({pair: bool}),
+    ``skipped_pairs`` (pairs whose attack does not apply: SGM without skip connections), ``n``,
     ``wall_s_craft``, ``wall_s_eval``, ``wall_s``.
     """
     plan = _plan or check_plan(target, x, y, surrogates, attacks, [eps])
@@ -179,11 +184,14 @@ def transfer_worst_case(target, x: torch.Tensor, y: torch.Tensor, *, surrogates:
     robust = _correct_plain(target, x, y, batch_size)
     clean = int(robust.sum()) / len(robust)
     by_point = [None if r else "clean" for r in robust.tolist()]
-    broken_by, pair_acc, after, crafted, settings = {}, {}, [], {}, {}
+    broken_by, pair_acc, after, crafted, settings, skipped = {}, {}, [], {}, {}, []
     t_craft = t_eval = 0.0
     for sname, sur in surrogates.items():
         for aname, kw in plan:
             pair = f"{sname}/{aname}"
+            if not applies_to(aname, sur):   # SGM on a surrogate without skip connections
+                skipped.append(pair)
+                continue
             t1 = time.perf_counter()
             x_adv, info = craft(sur, aname, x, y, eps=eps, cache_dir=cache_dir, settings=kw,
                                 batch_size=batch_size, log=log)
@@ -202,7 +210,7 @@ def transfer_worst_case(target, x: torch.Tensor, y: torch.Tensor, *, surrogates:
     return {**interval_fields(robust), "clean_accuracy": clean, "norm": "Linf", "eps": float(eps),
             "pairs": list(broken_by), "pair_settings": settings, "broken_by": broken_by,
             "broken_by_point": by_point, "pair_accuracy": pair_acc, "after_pair": after,
-            "cache_hit": crafted, "n": len(x), "wall_s_craft": round(t_craft, 3),
+            "cache_hit": crafted, "skipped_pairs": skipped, "n": len(x), "wall_s_craft": round(t_craft, 3),
             "wall_s_eval": round(t_eval, 3), "wall_s": round(time.perf_counter() - t0, 3)}
 
 

@@ -43,7 +43,7 @@ from ..models import BasicBlock
 from ._common import check_inputs, check_int, check_real, project_linf
 from .ila import default_layer, ila as _ila
 
-__all__ = ["TRANSFER_ATTACKS", "transfer_attack", "attack_settings", "TORCHATTACK_VERSION"]
+__all__ = ["TRANSFER_ATTACKS", "transfer_attack", "attack_settings", "applies_to", "TORCHATTACK_VERSION"]
 
 TORCHATTACK_VERSION = "1.7.2"
 
@@ -76,6 +76,11 @@ def attack_settings(name: str, **params) -> dict:
     return {**base, **params}
 
 
+def applies_to(name: str, model: nn.Module) -> bool:
+    """Whether attack ``name`` can run on ``model``: SGM needs skip connections (``BasicBlock``)."""
+    return name != "sgm" or any(isinstance(m, BasicBlock) for m in model.modules())
+
+
 @contextmanager
 def _frozen(model: nn.Module):
     flags = [(p, p.requires_grad) for p in model.parameters()]
@@ -102,8 +107,7 @@ class _ScaleGrad(torch.autograd.Function):
 def _sgm_copy(model: nn.Module, gamma: float) -> nn.Module:
     """A copy of ``model`` whose residual branches (each ``BasicBlock``'s ``conv1`` onwards) pass
     gradients scaled by ``gamma``; the skip paths are untouched (SGM)."""
-    blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
-    if not blocks:
+    if not applies_to("sgm", model):
         raise ValueError(f"transfer attack 'sgm' needs a surrogate with skip connections (ResNet "
                          f"BasicBlocks); {type(model).__name__} has none")
     clone = copy.deepcopy(model)
