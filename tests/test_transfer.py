@@ -10,7 +10,7 @@ from trs_lib.attacks.testing import quick_ensemble, test_points
 from trs_lib.attacks.transfer_attacks import TRANSFER_ATTACKS, transfer_attack
 from trs_lib.ensemble import Ensemble, build_ensemble
 from trs_lib.surrogates import SURROGATE_SEEDS, surrogate_config, surrogate_ensembles, surrogate_spec
-from trs_lib.transfer import craft, suite_row_key, transfer_suite, transfer_worst_case
+from trs_lib.transfer import craft, suite_row_key, transfer_rows, transfer_suite, transfer_worst_case
 from trs_lib.worst_case import worst_case
 
 RANDOMISED = ("di_fgsm", "vmi_fgsm", "admix", "ilpd", "fia")
@@ -156,6 +156,10 @@ def test_the_cache_is_hit_on_a_second_call_without_any_gradient(tmp_path):
         assert first[k]["correct"] == second[k]["correct"]
         assert not any(first[k]["cache_hit"].values()) and all(second[k]["cache_hit"].values())
         assert len(first[k]["broken_by_point"]) == 16 and len(first[k]["ci95"]) == 2
+    rows = transfer_rows(tgt, x, y, {"s": sur}, attacks=["mi_fgsm", "di_fgsm"], eps_list=(0.1, 0.2),
+                         cache_dir=tmp_path)
+    assert sur.grad_calls == calls and [r["key"] for r in rows] == list(first)
+    assert rows[1]["value"] == 0.2 and rows[1]["correct"] == first[suite_row_key(0.2)]["correct"]
     # another surrogate weight changes the key: crafted again
     with torch.no_grad():
         sur.model.members[0].fc2.bias.add_(0.01)

@@ -30,7 +30,10 @@ from .paper_numbers import row_key
 from .worst_case import device_of, interval_fields, run_batched, within_budget
 
 __all__ = ["weights_hash", "points_hash", "craft_key", "craft", "check_plan", "transfer_worst_case",
-           "transfer_suite", "suite_row_key", "DEFAULT_ATTACKS"]
+           "transfer_suite", "transfer_rows", "suite_row_key", "DEFAULT_ATTACKS", "SUITE_NAME"]
+
+#: the evaluation suite's name (``transfer`` is taken: member-to-member matrices, Figures 2-3)
+SUITE_NAME = "blackbox"
 
 #: the default attack plan: (name, settings) of :mod:`trs_lib.attacks.transfer_attacks`
 DEFAULT_ATTACKS = tuple((n, {}) for n in ("mi_fgsm", "di_fgsm", "ti_fgsm", "ni_fgsm", "si_ni_fgsm",
@@ -236,3 +239,21 @@ def transfer_suite(target, x: torch.Tensor, y: torch.Tensor, surrogates: dict, a
                                                   attacks=plan, cache_dir=cache_dir,
                                                   batch_size=batch_size, log=log, _plan=plan)
             for e in eps_list}
+
+
+_ROW_FIELDS = ("accuracy", "correct", "ci95", "clean_accuracy", "pairs", "pair_settings", "broken_by",
+               "broken_by_point", "pair_accuracy", "after_pair", "cache_hit", "skipped_pairs",
+               "wall_s_craft", "wall_s_eval", "wall_s")
+
+
+def transfer_rows(target, x, y, surrogates: dict, attacks=DEFAULT_ATTACKS, eps_list=(0.1, 0.15, 0.2),
+                  cache_dir=None, *, batch_size: int = 256, log=None) -> list:
+    """:func:`transfer_suite` as a list of rows in :func:`trs_lib.evaluate.worst_case_table`'s
+    format: ``key`` (``transfer:linf/eps=0.1``), ``attack`` ("transfer"), ``param`` ("eps"),
+    ``value``, ``steps`` (None), ``suite`` (:data:`SUITE_NAME`), ``surrogates`` (names) and the
+    fields of :func:`transfer_worst_case`."""
+    res = transfer_suite(target, x, y, surrogates, attacks, eps_list, cache_dir,
+                         batch_size=batch_size, log=log)
+    return [{"key": key, "attack": "transfer", "param": "eps", "value": r["eps"], "steps": None,
+             "suite": SUITE_NAME, "surrogates": sorted(surrogates), **{k: r[k] for k in _ROW_FIELDS}}
+            for key, r in res.items()]
