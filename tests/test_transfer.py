@@ -49,6 +49,26 @@ def test_adapter_stays_in_the_ball_and_box_and_leaves_params_and_rng_alone(name)
         assert not torch.equal(out, transfer_attack(name, model, x, y, eps=eps, steps=3, seed=1))
 
 
+@pytest.mark.parametrize("name", sorted(set(TRANSFER_ATTACKS) - {"sgm"}))
+def test_every_attack_succeeds_white_box_on_a_trained_surrogate(name):
+    ens = quick_ensemble(1, 2)
+    x, y = test_points(40)
+    model = ens.member(0) if name in ("ilpd", "fia", "ila") else ens   # the one-member attacks
+    out = transfer_attack(name, ens, x, y, eps=0.2)
+    with torch.no_grad():
+        clean = (model(x).argmax(1) == y).float().mean().item()
+        adv = (model(out).argmax(1) == y).float().mean().item()
+    assert adv <= clean - 0.3, (clean, adv)
+
+
+def test_sgm_is_mi_fgsm_with_the_residual_gradients_decayed():
+    x, y = test_points(4)
+    r20 = source_for("sgm")
+    mi = transfer_attack("mi_fgsm", r20, x, y, eps=0.1, steps=2)
+    assert torch.equal(transfer_attack("sgm", r20, x, y, eps=0.1, steps=2, gamma=1.0), mi)
+    assert not torch.equal(transfer_attack("sgm", r20, x, y, eps=0.1, steps=2, gamma=0.2), mi)
+
+
 def test_sgm_runs_only_on_surrogates_with_skip_connections(tmp_path):
     x, y = test_points(4)
     with pytest.raises(ValueError, match="skip connections"):
