@@ -115,7 +115,7 @@ def test_the_trainer_trains_lotos_and_checkpoints_its_state(tmp_path):
     assert res.history[-1]["train_lotos"] > 0
     meta, tensors = ckpt.latest_checkpoint(tmp_path / "run")
     assert int(tensors["method.lotos.step"]) == 2 and "method.lotos.v.1.conv1" in tensors
-    assert make_config("mnist5k", "trs_lotos").lotos_freq == 5
+    assert L.FREQUENCY == {"lotos": 1, "trs_lotos": 5}
     # the new fields keep every existing run's name: absent from the identity unless changed
     assert not any(k.startswith("lotos") for k in make_config("mnist5k", "trs").identity())
     assert make_config("mnist5k", "trs_lotos").identity()["lotos_weight"] == 0.01

@@ -75,13 +75,10 @@ class TrainConfig:
     at_steps: int = 10               # TRS + AT: PGD steps
     at_step_size: float = 0.01       # TRS + AT: PGD step size
     boost_shrinkage: float = 0.5     # GradientBoost: shrinkage nu of members 1..N-1
-    # LOTOS (trs_lib.methods.lotos): weight (their conv_factor), margin mal (their bottom_clip),
-    # every how many steps the penalty is added (their conv_freq), power iterations per step.
-    # "if_set": runs from before these fields existed keep their names.
+    # LOTOS (trs_lib.methods.lotos): weight (their conv_factor) and margin mal (their
+    # bottom_clip). "if_set": runs from before these fields existed keep their names.
     lotos_weight: float = field(default=0.05, metadata={"identity": "if_set"})
     lotos_mal: float = field(default=0.8, metadata={"identity": "if_set"})
-    lotos_freq: int = field(default=1, metadata={"identity": "if_set"})
-    lotos_power_iters: int = field(default=1, metadata={"identity": "if_set"})
     # "paper": Adam, constant lr (App. F); "authors": their scripts' Adam (weight decay 1e-4,
     # eps 1e-7) and step schedule (trs_lib.optimiser). Part of the identity when not "paper"
     # (a run without it keeps the name it had before the field existed).
@@ -141,8 +138,6 @@ class TrainConfig:
         _int("dverge_steps", self.dverge_steps, 0, 1000)
         _int("at_steps", self.at_steps, 0, 1000)
         _int("data_parallel", self.data_parallel, 1, 64)
-        _int("lotos_freq", self.lotos_freq, 1, 10_000)
-        _int("lotos_power_iters", self.lotos_power_iters, 1, 1000)
         _float("lotos_mal", self.lotos_mal, 0, 1e6)
         _float("lr", self.lr, 0, 10, open_low=True)
         for name in ("lam", "c", "coeff", "lamda", "scale", "ckae_weight", "adp_alpha", "adp_beta",
@@ -246,12 +241,11 @@ METHOD_RECIPES: dict[str, dict] = {
     # none; with 3 members a smaller nu leaves the later members little say; companion's choice).
     "gradientboost": dict(boost_shrinkage=0.5),
     # LOTOS (Ebrahimpour-Boroojeny et al. 2025; code Ali-E/LOTOS): alone, lambda = 0.05 (README's
-    # first command, --conv_factor 0.05) and the penalty every batch (main.py: conv_freq = 1);
-    # with TRS, lambda = 0.01 (README's TRS command, --conv_factor 0.01) every 5th batch
-    # (main.py: conv_freq = 5 when --tech trs). mal = 0.8 (README text); one power iteration
-    # per step (spectral_normalization_deflate_complex_both_bn.py: pqr_iter=1).
-    "lotos": dict(lotos_weight=0.05, lotos_mal=0.8, lotos_freq=1, lotos_power_iters=1),
-    "trs_lotos": dict(lotos_weight=0.01, lotos_mal=0.8, lotos_freq=5, lotos_power_iters=1),
+    # first command, --conv_factor 0.05); with TRS, lambda = 0.01 (README's TRS command,
+    # --conv_factor 0.01); mal = 0.8 (README text). How often the penalty is added (their
+    # conv_freq) follows the method, as in their main.py (trs_lib.methods.lotos.FREQUENCY).
+    "lotos": dict(lotos_weight=0.05, lotos_mal=0.8),
+    "trs_lotos": dict(lotos_weight=0.01, lotos_mal=0.8),
 }
 
 

@@ -14,14 +14,14 @@ times pairs; the released code sets both normalisers to 1 (trainer.py lines 290-
 we. ``W_l^j v`` is the layer's linear part: the convolution without its bias. Member ``k``'s
 vectors are detached (their ``requires_grad=False``) and kept warm by power iteration on
 ``W^T W`` through autograd: 100 iterations from a random start on the first step
-(``init_pqr_iter=100``), then ``lotos_power_iters`` per step (``pqr_iter=1``;
+(``init_pqr_iter=100``), then :data:`POWER_ITERS` = 1 per step (``pqr_iter=1``;
 ``spectral_normalization_deflate_complex_both_bn.py``), top-1 only (``k=1``, so ``w_1 = 1``).
 
 Stated departures for the small CNN: (1) their FastClip spectral-norm clipping of every layer
 (``--convsn 1.0``) is not applied; LOTOS is the orthogonalisation term here, on top of the plain
 members; (2) only ``nn.Conv2d`` layers are penalised, as their ``condition_conv``; (3) their
 skipping of the first batch and of every 200th batch is not reproduced; the penalty is added every
-``lotos_freq``-th step (their ``conv_freq``: 1 alone, 5 with TRS, main.py lines 82-90). The
+:data:`FREQUENCY`-th step (their ``conv_freq``: 1 alone, 5 with TRS, main.py lines 82-90). The
 vectors and the step counter live in the method state (``ctx.state``), so checkpoints hold them.
 """
 from __future__ import annotations
@@ -35,9 +35,12 @@ from .trs import trs_loss
 from .vanilla import ece_loss
 
 __all__ = ["conv_layers", "conv_linear", "power_iteration", "lotos_penalty", "lotos_vectors",
-           "lotos_loss", "trs_lotos_loss", "LOTOS", "TRS_LOTOS", "INIT_POWER_ITERS"]
+           "lotos_loss", "trs_lotos_loss", "LOTOS", "TRS_LOTOS", "INIT_POWER_ITERS", "POWER_ITERS",
+           "FREQUENCY"]
 
 INIT_POWER_ITERS = 100   # their init_pqr_iter
+POWER_ITERS = 1          # their pqr_iter: power iterations per training step
+FREQUENCY = {"lotos": 1, "trs_lotos": 5}   # their conv_freq (main.py: 5 when --tech trs)
 _STEP = "lotos.step"
 
 
@@ -122,29 +125,29 @@ def lotos_penalty(ensemble, vectors: dict, mal: float) -> torch.Tensor:
     return total
 
 
-def _add_lotos(ensemble, x, cfg, ctx, loss, terms):
+def _add_lotos(ensemble, x, cfg, ctx, loss, terms, freq: int):
     state = ctx.state
     step = state.get(_STEP)
     if step is None:
         step = torch.zeros((), dtype=torch.int64, device=x.device)
-    vectors = lotos_vectors(ensemble, x, state, cfg.lotos_power_iters, ctx.generator)
-    active = (step % cfg.lotos_freq == 0).to(loss.dtype)   # no host sync: a 0/1 factor
+    vectors = lotos_vectors(ensemble, x, state, POWER_ITERS, ctx.generator)
+    active = (step % freq == 0).to(loss.dtype)   # no host sync: a 0/1 factor
     ortho = cfg.lotos_weight * lotos_penalty(ensemble, vectors, cfg.lotos_mal) * active
     state[_STEP] = step + 1
     return loss + ortho, {**terms, "lotos": ortho}
 
 
 def lotos_loss(ensemble, x, y, cfg, ctx):
-    """ECE + ``lotos_weight`` * the LOTOS penalty (every ``lotos_freq``-th step)."""
+    """ECE + ``lotos_weight`` * the LOTOS penalty (at every step)."""
     loss, terms = ece_loss(ensemble, x, y, cfg, ctx)
-    return _add_lotos(ensemble, x, cfg, ctx, loss, terms)
+    return _add_lotos(ensemble, x, cfg, ctx, loss, terms, FREQUENCY["lotos"])
 
 
 def trs_lotos_loss(ensemble, x, y, cfg, ctx):
     """TRS's loss (:func:`trs_lib.methods.trs.trs_loss`) + the LOTOS penalty, as their
     ``--tech trs`` runs (the penalty every 5th step, lambda = 0.01)."""
     loss, terms = trs_loss(ensemble, x, y, cfg, ctx)
-    return _add_lotos(ensemble, x, cfg, ctx, loss, terms)
+    return _add_lotos(ensemble, x, cfg, ctx, loss, terms, FREQUENCY["trs_lotos"])
 
 
 LOTOS = Method("lotos", lotos_loss, doc="ECE + layer-wise orthogonalisation of the members' top "
