@@ -4,7 +4,8 @@ al., ICLR 2025, arXiv:2410.05136; code ``github:Ali-E/LOTOS``), alone and combin
 For every ordered pair of members ``j != k`` and every convolutional layer ``l``, LOTOS shrinks
 what member ``j``'s layer does to member ``k``'s top right singular vector of the same layer:
 
-    L = sum_j CE_j + lambda * sum_{j != k} sum_l sum_{i <= r} w_i max(0, ||W_l^j v_{l,i}^k|| / ||v_{l,i}^k|| - mal)
+    L = sum_j CE_j + lambda * sum_{j != k} sum_l sum_{i <= r}
+                               w_i max(0, ||W_l^j v_{l,i}^k|| / ||v_{l,i}^k|| - mal)
 
 (the paper's Sec. 4 LOTOS loss; its equation number could not be checked offline, so the
 code is the reference: ``train/Empirical/trainer.py`` lines 186-210, where ``bad_vector`` is
