@@ -28,8 +28,8 @@ __all__ = ["TrainConfig", "DATASET_RECIPES", "METHOD_RECIPES", "METHODS", "PAIRW
 
 # Every training method; those that need at least two members are in PAIRWISE_METHODS.
 METHODS = ("vanilla", "trs", "cossim", "ckae", "adp", "gal", "dverge", "trs_at", "adaboost",
-           "gradientboost")
-PAIRWISE_METHODS = ("trs", "cossim", "ckae", "adp", "gal", "dverge", "trs_at")
+           "gradientboost", "lotos", "trs_lotos")
+PAIRWISE_METHODS = ("trs", "cossim", "ckae", "adp", "gal", "dverge", "trs_at", "lotos", "trs_lotos")
 CHANNELS_LAST = ("auto", "on", "off")   # memory format of the members and the batches
 AMP = ("off", "bf16")                   # autocast dtype of the training step
 
@@ -75,6 +75,10 @@ class TrainConfig:
     at_steps: int = 10               # TRS + AT: PGD steps
     at_step_size: float = 0.01       # TRS + AT: PGD step size
     boost_shrinkage: float = 0.5     # GradientBoost: shrinkage nu of members 1..N-1
+    # LOTOS (trs_lib.methods.lotos): weight (their conv_factor) and margin mal (their
+    # bottom_clip). "if_set": runs from before these fields existed keep their names.
+    lotos_weight: float = field(default=0.05, metadata={"identity": "if_set"})
+    lotos_mal: float = field(default=0.8, metadata={"identity": "if_set"})
     # "paper": Adam, constant lr (App. F); "authors": their scripts' Adam (weight decay 1e-4,
     # eps 1e-7) and step schedule (trs_lib.optimiser). Part of the identity when not "paper"
     # (a run without it keeps the name it had before the field existed).
@@ -134,9 +138,10 @@ class TrainConfig:
         _int("dverge_steps", self.dverge_steps, 0, 1000)
         _int("at_steps", self.at_steps, 0, 1000)
         _int("data_parallel", self.data_parallel, 1, 64)
+        _float("lotos_mal", self.lotos_mal, 0, 1e6)
         _float("lr", self.lr, 0, 10, open_low=True)
         for name in ("lam", "c", "coeff", "lamda", "scale", "ckae_weight", "adp_alpha", "adp_beta",
-                     "gal_weight"):
+                     "gal_weight", "lotos_weight"):
             _float(name, getattr(self, name), 0, 1e6)
         for name in ("init_eps", "adv_eps", "dverge_eps", "dverge_step_size", "at_eps",
                      "at_step_size"):
@@ -235,6 +240,12 @@ METHOD_RECIPES: dict[str, dict] = {
     # GradientBoost (Friedman 2001): shrinkage nu = 0.5 for members 1..N-1 (the paper gives
     # none; with 3 members a smaller nu leaves the later members little say; companion's choice).
     "gradientboost": dict(boost_shrinkage=0.5),
+    # LOTOS (Ebrahimpour-Boroojeny et al. 2025; code Ali-E/LOTOS): alone, lambda = 0.05 (README's
+    # first command, --conv_factor 0.05); with TRS, lambda = 0.01 (README's TRS command,
+    # --conv_factor 0.01); mal = 0.8 (README text). How often the penalty is added (their
+    # conv_freq) follows the method, as in their main.py (trs_lib.methods.lotos.FREQUENCY).
+    "lotos": dict(lotos_weight=0.05, lotos_mal=0.8),
+    "trs_lotos": dict(lotos_weight=0.01, lotos_mal=0.8),
 }
 
 

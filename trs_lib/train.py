@@ -272,7 +272,7 @@ def train(dataset: str = "mnist5k", method: str = "trs", out_dir=None, resume: b
 
 # Losses that differentiate input gradients (double backprop), which torch.compile's
 # AOTAutograd refuses ("does not currently support double backward"): they run eager.
-DOUBLE_BACKWARD_METHODS = ("trs", "cossim", "gal", "trs_at")
+DOUBLE_BACKWARD_METHODS = ("trs", "cossim", "gal", "trs_at", "trs_lotos")
 
 
 def use_channels_last(setting: str, device) -> bool:

@@ -27,6 +27,9 @@ ATTACKS = {
     "square": ("square", "square"),
     "ddn": ("ddn", "ddn"),
     "reweigh": ("reweigh", "reweigh"),
+    # transfer attacks from torchattack (trs_lib.attacks.transfer_attacks)
+    **{n: ("transfer_attacks", n) for n in ("mi_fgsm", "di_fgsm", "ti_fgsm", "ni_fgsm", "si_ni_fgsm",
+                                            "vmi_fgsm", "admix", "sgm", "ilpd", "fia")},
 }
 
 

@@ -9,13 +9,15 @@ from .boosting import ADABOOST, GRADIENTBOOST
 from .ckae import CKAE
 from .dverge import DVERGE
 from .gal import GAL
+from .lotos import LOTOS, TRS_LOTOS
 from .trs import COSSIM, TRS
 from .vanilla import VANILLA
 
 __all__ = ["Method", "StepContext", "eval_mode", "REGISTRY", "get"]
 
 REGISTRY: dict[str, Method] = {m.name: m for m in (VANILLA, TRS, COSSIM, CKAE, ADP, GAL, DVERGE,
-                                                   TRS_AT, ADABOOST, GRADIENTBOOST)}
+                                                   TRS_AT, ADABOOST, GRADIENTBOOST, LOTOS,
+                                                   TRS_LOTOS)}
 
 
 def get(name: str) -> Method:
