@@ -239,7 +239,7 @@ def test_evaluate_suite_records_rows_in_the_grid_format(ens, pts):
                                                    value=0.1, steps=10)], progress=False)
     assert i["rows"][0]["key"] == "mnist:ila/eps=0.1" and "member3" in i["rows"][0]["accuracy_by_model"]
     with pytest.raises(ValueError, match="unknown suite"):
-        _suite(ens, x, y, "blackbox")
+        _suite(ens, x, y, "greybox")
 
 
 def test_cw_rows_on_an_evenly_spaced_subset(ens, pts):
@@ -347,7 +347,7 @@ def test_noise_and_bad_audit_arguments(model, pts):
 
 # ------------------------------------------------------------------------------ the spec and run
 @pytest.mark.parametrize("change, field", [
-    ({"suite": "blackbox"}, "unknown suite 'blackbox'"), ({"n_test": 0}, "EvalSpec.n_test"),
+    ({"suite": "greybox"}, "unknown suite 'greybox'"), ({"n_test": 0}, "EvalSpec.n_test"),
     ({"restarts": 1.5}, "EvalSpec.restarts"), ({"seed": -1}, "EvalSpec.seed"),
     ({"worst_case_suite": "l3"}, "unknown worst_case_suite 'l3'"), ({"dataset": "mnist6k"}, "mnist6k"),
     ({"rows": "pgd"}, "EvalSpec.rows"), ({"ila_sweep": 1}, "EvalSpec.ila_sweep"),
@@ -395,3 +395,19 @@ def test_run_is_the_suite_with_its_record(ens, pts):
     assert again.config["run_dir"] == "runs/x" and rec.provenance["wall_time_s"] > 0
     with pytest.raises(ValueError, match="run needs an EvalSpec"):
         E.run({"suite": "whitebox"}, ens, x, y)
+
+
+def test_blackbox_suite_through_run(ens, pts, tmp_path):
+    """The black-box suite is one more entry of the registry: transfer from the given surrogates,
+    rows keyed like the worst case's, and a clear error without surrogates."""
+    from trs_lib.attacks.testing import quick_ensemble
+    x, y = pts[0][:12], pts[1][:12]
+    spec = E.EvalSpec("blackbox", rows=[dict(attack="transfer", param="eps", value=0.1, steps=None)],
+                      transfer_attacks=("mi_fgsm",))
+    rec = E.run(spec, ens, x, y, surrogates={"other": quick_ensemble(seed=5)}, cache_dir=tmp_path)
+    (row,) = rec.rows
+    assert row["key"] == "transfer:linf/eps=0.1" and len(row["correct"]) == 12
+    assert rec.metrics["surrogates"] == ["other"] and rec.complete() == []
+    assert row["accuracy"] <= rec.metrics["clean_accuracy"] + 1e-9
+    with pytest.raises(ValueError, match="needs surrogates"):
+        E.run(spec, ens, x, y)

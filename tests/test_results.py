@@ -62,9 +62,10 @@ def test_cpu_grid_shares_cells_and_leaves_cifar_empty():
     names = [c.name for c in cells]
     assert len(names) == len(set(names))
     trains = [c for c in cells if c.kind == "train"]
-    # Table 1: 6 methods + TRS as published, GAL, DVERGE, and the figures' vanilla: 10 columns,
-    # 3 seeds each; Tables 3 and 5 add TRS k=2, TRS+AT, c=0.5, c=1, also 3 seeds each
-    assert len(trains) == 14 * 3
+    # Table 1: 6 methods + TRS as published, GAL, DVERGE, LOTOS, TRS + LOTOS, and the figures'
+    # vanilla: 12 columns, 3 seeds each; Tables 3 and 5 add TRS k=2, TRS+AT, c=0.5, c=1, also
+    # 3 seeds each
+    assert len(trains) == 16 * 3
     assert all(c.dataset == "mnist5k" for c in trains)
     assert {c.config().seed for c in trains} == {0, 1, 2}
     late = [c for c in trains if c.method == "trs_at" or c.config().num_models == 2

@@ -98,7 +98,10 @@ class EvalSpec:
     ``audit_square_queries``, ``audit_surrogate_n`` and ``surrogate_seed`` (the seed of the
     vanilla ensemble trained as the transfer check's surrogate; None: an imitation model);
     ``transfer_steps`` (None: the presets'); ``worst_case_suite`` (``linf`` or ``l2``) and
-    ``worst_case_overrides``; ``ila_sweep`` (ILA's layer sweep).
+    ``worst_case_overrides``; ``ila_sweep`` (ILA's layer sweep); the black-box suite's
+    ``surrogates`` (names of :mod:`trs_lib.surrogates`, trained for ``surrogate_epochs``) and
+    ``transfer_attacks`` (names of :mod:`trs_lib.attacks.transfer_attacks`; None: the default
+    plan of :mod:`trs_lib.transfer`).
 
     The grid (``trs_lib.companion.grid``) makes one per cell from its rung; :meth:`quick` is the
     chapter's few-minute preview. Bad values raise ``ValueError`` naming the field."""
@@ -124,6 +127,9 @@ class EvalSpec:
     worst_case_suite: str = "linf"
     worst_case_overrides: dict | None = None
     ila_sweep: bool = True
+    surrogates: tuple = ("small_cnn", "resnet20", "small_cnn+resnet20")
+    surrogate_epochs: int | None = None
+    transfer_attacks: tuple | None = None
 
     def __post_init__(self):
         if self.suite not in SUITES:
@@ -140,6 +146,13 @@ class EvalSpec:
         _positive_int("seed", self.seed, allow_zero=True)
         _positive_int("surrogate_seed", self.surrogate_seed, allow_none=True, allow_zero=True)
         _positive_int("cw_check_points", self.cw_check_points, allow_zero=True)
+        _positive_int("surrogate_epochs", self.surrogate_epochs, allow_none=True)
+        for name in ("surrogates", "transfer_attacks"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, str) or not all(isinstance(a, str) for a in v)):
+                raise ValueError(f"EvalSpec.{name} must be a list of names, got {v!r}")
+            if v is not None:
+                object.__setattr__(self, name, tuple(v))
         if not isinstance(self.ila_sweep, bool):
             raise ValueError(f"EvalSpec.ila_sweep must be True or False, got {self.ila_sweep!r}")
         rows = default_rows(self.suite, self.dataset, self.worst_case_suite) if self.rows is None else self.rows
@@ -159,7 +172,9 @@ class EvalSpec:
         return cls(**d)
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "rows": [dict(r) for r in self.rows]}
+        """Plain JSON data (lists, not tuples: a papermill parameter and a record's config)."""
+        out = {**dataclasses.asdict(self), "rows": [dict(r) for r in self.rows]}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
     @classmethod
     def quick(cls, suite: str, dataset: str = "mnist5k", **changes) -> "EvalSpec":
@@ -172,6 +187,9 @@ class EvalSpec:
             rows = [dict(attack="worst_case", param="eps", value=top, steps=None)]
         elif suite == "audit":
             rows = [dict(attack=a, param="eps", value=top, steps=None) for a in ("apgd_ce", "apgd_dlr")]
+        elif suite == "blackbox":  # one surrogate, two attacks, one budget
+            rows = [dict(attack="transfer", param="eps", value=top, steps=None)]
+            changes = {"surrogates": ("small_cnn",), "transfer_attacks": ("mi_fgsm", "di_fgsm"), **changes}
         base = dict(suite=suite, rows=rows, dataset=dataset, n_test=100, cw_steps=50, audit_steps=30,
                     audit_strong_steps=20, audit_more_steps=50, audit_more_restarts=2, transfer_steps=10)
         return cls(**{**base, **changes})
@@ -190,12 +208,13 @@ def _fraction_ok(v) -> bool:
     return isinstance(v, float) and math.isfinite(v) and 0.0 <= v <= 1.0
 
 
-def run(spec: EvalSpec, ensemble, x=None, y=None, *, surrogate=None, config=None, progress=False,
-        log=None) -> EvalRecord:
+def run(spec: EvalSpec, ensemble, x=None, y=None, *, surrogate=None, surrogates=None, config=None,
+        progress=False, log=None, cache_dir=None) -> EvalRecord:
     """Run ``spec`` on ``ensemble`` and return its :class:`~trs_lib.records.EvalRecord` (not yet
     written; ``record.write(path)``). The points are ``spec.n_test`` evenly spaced points of
     ``(x, y)`` (default: the dataset's test split). ``surrogate``: an independently trained
-    ensemble for the audit's transfer check; ``config``: what else the record should say about
+    ensemble for the audit's transfer check; ``surrogates``: ``{name: ensemble}`` for the
+    black-box suite (``cache_dir``: where its crafted examples are kept); ``config``: what else the record should say about
     the run (the trained run's folder and config). Every accuracy row carries its 95% interval
     and per-point outcomes (``correct``), or the run fails before writing anything."""
     if not isinstance(spec, EvalSpec):
@@ -209,7 +228,7 @@ def run(spec: EvalSpec, ensemble, x=None, y=None, *, surrogate=None, config=None
     clean = member_accuracies(ensemble, x, y)
     metrics = {"suite": spec.suite, "n_test": len(x), "clean_accuracy": clean["ensemble"],
                "member_clean_accuracy": clean["members"]}
-    metrics.update(SUITES[spec.suite](ensemble, x, y, spec, SuiteContext(surrogate, progress, log)))
+    metrics.update(SUITES[spec.suite](ensemble, x, y, spec, SuiteContext(surrogate, progress, log, surrogates, cache_dir)))
     rows = metrics["rows"]
     missing = [r.get("key") for r in rows if "accuracy" in r and not ("correct" in r and "ci95" in r)]
     if missing:

@@ -11,7 +11,9 @@ of an :class:`~trs_lib.records.EvalRecord`'s metrics: ``rows`` (one per attack s
 * ``audit``: APGD-CE / APGD-DLR rows and the sanity checks of :func:`trs_lib.audit.audit`;
 * ``transfer``: member-to-member transfer matrices (Figures 2-4);
 * ``ila``: the ILA table crafted on member 1 (Table 6) and its layer sweep;
-* ``smoothness``: the members' local smoothness at L2 radii (Sec. 3's premise).
+* ``smoothness``: the members' local smoothness at L2 radii (Sec. 3's premise);
+* ``blackbox``: transfer from surrogates the defender never saw (:mod:`trs_lib.transfer`),
+  the worst case per point over every (surrogate, attack) pair.
 
 Adding a kind of evaluation is adding a function here and an entry in :data:`SUITES`.
 """
@@ -29,7 +31,9 @@ from .attacks import presets as _presets
 from .audit import audit
 from .member_transfer import ila_layer_sweep, ila_table, transfer_matrix
 from .paper_numbers import row_key
+from .paths import runs_dir
 from .theory.estimators import input_gradient, local_smoothness
+from .transfer import DEFAULT_ATTACKS, transfer_rows
 from .worst_case import device_of, interval_fields, robust_accuracy, run_batched, worst_case
 
 __all__ = ["SUITES", "SuiteContext", "default_rows", "spread_indices", "cw_convergence",
@@ -47,12 +51,16 @@ WORST_CASE_EPS = {"l2": {"mnist": (1.5,), "cifar10": (0.5,)}}
 @dataclass(frozen=True)
 class SuiteContext:
     """What a suite needs beyond its spec: an independently trained ``surrogate`` ensemble (the
-    audit's transfer check; None: the audit trains a small imitation model), progress bars and
-    a ``log`` function (None: quiet)."""
+    audit's transfer check; None: the audit trains a small imitation model), the black-box
+    suite's ``surrogates`` (``{name: ensemble}``, :func:`trs_lib.surrogates.surrogate_ensembles`)
+    and the folder of its crafted examples (``cache_dir``, default ``runs/transfer_cache``),
+    progress bars and a ``log`` function (None: quiet)."""
 
     surrogate: torch.nn.Module | None = None
     progress: bool = False
     log: Callable | None = None
+    surrogates: dict | None = None
+    cache_dir: object = None
 
 
 def spread_indices(n: int, k: int) -> torch.Tensor:
@@ -203,6 +211,9 @@ def default_rows(suite: str, dataset: str, worst_case_suite: str = "linf") -> li
         return [dict(attack="worst_case", param="eps", value=e, steps=None) for e in eps]
     if suite == "smoothness":
         return [dict(attack="smoothness", param="r", value=r, steps=None) for r in SMOOTHNESS_RADII]
+    if suite == "blackbox":  # every L-inf budget of the white-box rows (MNIST: 0.1, 0.15, 0.2)
+        eps = sorted({r["value"] for r in _presets.preset(dataset, "whitebox") if r["param"] == "eps"})
+        return [dict(attack="transfer", param="eps", value=e, steps=None) for e in eps]
     return [dict(r) for r in _presets.preset(dataset, suite)]
 
 
@@ -340,6 +351,22 @@ def smoothness_suite(ensemble, x, y, spec, ctx) -> dict:
                                      batch_size=spec.batch_size)}
 
 
+def blackbox_suite(ensemble, x, y, spec, ctx) -> dict:
+    """Transfer from ``ctx.surrogates`` with ``spec.transfer_attacks`` (None: the default plan of
+    :mod:`trs_lib.transfer`) at each row's budget: per point robust only if it survives every
+    (surrogate, attack) pair; the examples are crafted once per surrogate and cached."""
+    if not ctx.surrogates:
+        raise ValueError("the blackbox suite needs surrogates (SuiteContext.surrogates, e.g. from "
+                         "trs_lib.surrogates.surrogate_ensembles); got none")
+    _check_row_values(spec.rows, "eps", 1.0, "blackbox rows need a budget in (0, 1]")
+    attacks = DEFAULT_ATTACKS if spec.transfer_attacks is None else tuple((a, {}) for a in spec.transfer_attacks)
+    rows = transfer_rows(ensemble, x, y, ctx.surrogates, attacks, [r["value"] for r in spec.rows],
+                         ctx.cache_dir or runs_dir() / "transfer_cache", batch_size=spec.batch_size,
+                         log=ctx.log)
+    return {"rows": rows, "surrogates": sorted(ctx.surrogates)}
+
+
 #: the evaluation suites by name (:class:`trs_lib.evaluate.EvalSpec`'s ``suite``)
 SUITES: dict[str, Callable] = {"whitebox": whitebox_suite, "audit": audit_suite, "transfer": transfer_suite,
-                               "ila": ila_suite, "worst_case": worst_case_suite, "smoothness": smoothness_suite}
+                               "ila": ila_suite, "worst_case": worst_case_suite, "smoothness": smoothness_suite,
+                               "blackbox": blackbox_suite}

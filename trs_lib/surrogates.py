@@ -24,11 +24,12 @@ from pathlib import Path
 from . import checkpoint as ckpt
 from .ensemble import Ensemble
 from .recipes import make_config
+from .records import read_record
 from .train import default_run_dir, train
 
 __all__ = ["SurrogateSpec", "SURROGATE_SEEDS", "SURROGATES", "COMBINED", "surrogate_spec",
            "surrogate_config", "train_surrogate", "load_surrogate", "combine_surrogates",
-           "surrogate_ensembles"]
+           "surrogate_ensembles", "surrogate_records"]
 
 SURROGATE_SEEDS = {"small_cnn": 100, "resnet20": 101}
 
@@ -123,4 +124,18 @@ def surrogate_ensembles(names, dataset: str = "mnist5k", epochs: int | None = No
     out = {}
     for n in names:
         out[n] = combine_surrogates([single(p) for p in COMBINED[n]]) if n in COMBINED else single(n)
+    return out
+
+
+def surrogate_records(names, dataset: str = "mnist5k", epochs: int | None = None) -> dict:
+    """What an evaluation record says of its surrogates: per single surrogate behind ``names``,
+    its run's name, architecture, members, seed, epochs and clean test accuracy (read from the
+    run's record; None where it has not run)."""
+    out = {}
+    for n in dict.fromkeys(p for name in names for p in COMBINED.get(name, (name,))):
+        cfg = surrogate_config(surrogate_spec(n, dataset, epochs))
+        path = default_run_dir(cfg) / "record.json"
+        final = read_record(path)["metrics"].get("final", {}) if path.is_file() else {}
+        out[n] = {"run": path.parent.name, "arch": cfg.arch, "num_models": cfg.num_models,
+                  "seed": cfg.seed, "epochs": cfg.epochs, "clean_accuracy": final.get("test_acc_ensemble")}
     return out

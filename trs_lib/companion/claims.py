@@ -77,7 +77,7 @@ class Claim:
 _EMPTY = dict(reading=None, statistic=None, kind=None, direction=None, estimate=None, lo=None,
               hi=None, unit=None, at_half_margin=None, at_twice_margin=None,
               margin_sensitive=None, fragile=[], simultaneous=None, sides=(), seeds=(),
-              points=(), rows=[], parts=[])
+              points=(), rows=[], parts=[], rung=None)
 
 
 def _missing(evidence, margin=BETTER) -> dict:
@@ -371,7 +371,8 @@ def _conjunction(*ids):
 
 
 _T1_OTHERS = tuple(c for c in P.table(1).columns if c != "trs")
-_ALL_T1 = G.table_columns("1")
+_ALL_T1 = tuple(c for c in G.table_columns("1") if c not in G.SUCCESSORS)
+_ALL_T1_OTHERS = tuple(c for c in _ALL_T1 if c != "trs")
 
 CLAIMS = (
     Claim("benign", "On benign inputs a TRS ensemble is about as accurate as a vanilla one.",
@@ -413,6 +414,14 @@ CLAIMS = (
           "App. H, Table 5", "table5_c", _c_insensitive),
     Claim("ila", "ILA crafted on member 1 hurts member 1 but transfers little to the other "
           "members and the ensemble: they keep at least the paper's Table 6 gap over member 1.", "App. I, Table 6", "table6_ila", _ila, ("paper",)),
+    Claim("transfer-all", "Against transfer from models the defender never saw, TRS is more robust "
+          "than every other column of Table 1 at every budget (the threat model TRS was built for).",
+          "Sec. 1 and 3 (implied); the threat model of LOTOS (ICLR 2025)", "transfer_unseen",
+          compare_claim("1", "trs", _ALL_T1_OTHERS, "TRS", "all"), ("blackbox",)),
+    Claim("lotos-transfer", "TRS's successor LOTOS, with TRS as its authors evaluate it, is more "
+          "robust than TRS against transfer from unseen models at every budget.",
+          "LOTOS (ICLR 2025), Sec. 5", "transfer_unseen",
+          compare_claim("1", "trs_lotos", ("trs",), "TRS + LOTOS", "all", "TRS"), ("blackbox",)),
     Claim("r20-most", "With the paper's architecture (ResNet-20, on mnist5k) TRS still "
           "outperforms vanilla and ADP in most cases.", "Sec. 4.3, Table 1 (architecture of App. F)",
           "table1_mnist",

@@ -36,7 +36,8 @@ VERDICT_CLASS = {"reproduced": "good", "holds": "good", "confirmed": "good",
                  "not yet run at this scale": "missing"}
 
 # What a claim was judged under (``evaluation`` of a claim).
-UNDER = {"paper": "the paper's attack", "worst_case": "the strong worst case", "n/a": "no attack"}
+UNDER = {"paper": "the paper's attack", "worst_case": "the strong worst case", "n/a": "no attack",
+         "blackbox": "transfer from unseen models"}
 
 SETUP_COMMANDS = ("make book", "make test")
 AUTHORS_CODE = "https://github.com/AI-secure/Transferability-Reduced-Smooth-Ensemble"
@@ -284,7 +285,7 @@ def render(rung="cpu", records=None, root=None, repo_url=None, forest=FOREST) ->
               ":widths: 50 15 20 15", "",
               "* - claim", "  - verdict", "  - difference [95%]", "  - rung"]
     for c, v in zip(cl, LD.verdict_rows(raw)):
-        under = f" <small>(under {c['under']})</small>" if c["evaluation"] in ("paper", "worst_case") else ""
+        under = f" <small>(under {c['under']})</small>" if c["evaluation"] in ("paper", "worst_case", "blackbox") else ""
         lines += [f"* - {_cell(c['text'])}{under} {{doc}}`→ <../notebooks/{c['page']}>`",
                   f"  - {badge(c['verdict'])}" + (f" <small>{_cell(c['flags'])}</small>" if c["flags"] else ""),
                   f"  - {_cell(v['difference'])}" + (f" <small>{_cell(v['unit'])}</small>" if v["unit"] != "points" else ""),

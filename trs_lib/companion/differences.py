@@ -45,12 +45,15 @@ NOT_YET_RUN = "not yet run at this scale"
 
 # ------------------------------------------------------------------------ rows and differences
 def rows_of(target, evaluation, scale="cpu"):
-    """``[(label, eval part, entry key)]`` of a table under an evaluation (the worst case: at the
-    budgets the scale runs it, :func:`trs_lib.companion.grid.worst_case_rows`)."""
+    """``[(label, eval part, entry key)]`` of a table under an evaluation (``paper``; the worst
+    case at the budgets the scale runs it, :func:`trs_lib.companion.grid.worst_case_rows`;
+    ``blackbox``: transfer from unseen surrogates at every L-inf budget)."""
     rows = P.table(target).rows
     if evaluation == "paper":
         return [(f"{r.label} {r.para}", "pgd110" if r.steps == 110 else "whitebox", r.key)
                 for r in rows]
+    if evaluation == "blackbox":  # transfer from unseen surrogates, at every L-inf budget
+        return [(f"transfer ε = {b.value:g}", "blackbox", b.key) for b in G.blackbox_rows(rows)]
     return [(f"worst case ε = {w.value:g}", "worst_case", w.key)
             for w in G.worst_case_rows(rows, rung_=scale)]
 

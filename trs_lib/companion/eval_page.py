@@ -13,6 +13,7 @@ from ..attacks import presets
 
 __all__ = ["percent", "whitebox_frame", "cw_check_frame", "worst_case_frame", "broken_by_figure",
            "transfer_figure", "off_diagonal_frame", "ila_frames", "smoothness_frame", "audit_frame",
+           "blackbox_frame",
            "facts"]
 
 
@@ -147,6 +148,15 @@ def audit_frame(rec, whitebox=None):
                           "APGD-DLR": acc("apgd_dlr", e)}
                          for e in sorted({r["value"] for r in rec.rows if r["attack"] != "worst_case"})]
                         ).set_index("eps").mul(100).round(1)
+
+
+def blackbox_frame(rec):
+    """Per budget: robust accuracy under transfer (every pair) and how many points each
+    (surrogate, attack) pair broke first."""
+    import pandas as pd
+    return pd.DataFrame([{"budget": r["key"].split("/")[-1], "transfer worst case, % [95%]": percent(r),
+                          **{f"broken by {p}": n for p, n in r["broken_by"].items()}} for r in rec.rows]
+                        ).set_index("budget")
 
 
 def facts(recs: dict) -> dict:

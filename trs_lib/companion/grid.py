@@ -34,6 +34,7 @@ from functools import cached_property
 from .. import paper_numbers as P
 from ..attacks import presets as _presets
 from ..recipes import config_hash, make_config
+from ..transfer import suite_row_key
 from .rungs import RUNGS, TARGETS, Audit, Rung, normalise_target, rung
 
 __all__ = ["Rung", "Audit", "RUNGS", "rung", "COLUMNS", "EXTRA_COLUMNS", "table_columns",
@@ -74,15 +75,24 @@ COLUMNS: dict[str, tuple[str, dict]] = {
                               "faithful": True, "data_parallel": 3}),
     "gal": ("gal", {"num_models": 3}),
     "dverge": ("dverge", {"num_models": 3}),
+    # TRS's successor (LOTOS, ICLR 2025: layer-wise orthogonalisation), alone and with TRS as
+    # its authors evaluate it (trs_lib.methods.lotos)
+    "lotos": ("lotos", {"num_models": 3}),
+    "trs_lotos": ("trs_lotos", {"num_models": 3}),
 }
 
+# Columns of methods published after the paper: shown beside it, judged by their own claims,
+# left out of the claims that compare TRS with the columns the paper knew.
+SUCCESSORS = ("lotos", "trs_lotos")
+
 # Columns a table has at our rungs beyond the paper's own (the paper prints no number for them).
-EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {"1": ("trs_published", "gal", "dverge")}
+EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {"1": ("trs_published", "gal", "dverge") + SUCCESSORS}
 
 # The order of the columns within a group of the driver's plan: the headline comparison first
 # (TRS, ADP, TRS as published), the most expensive training (TRS + AT) last.
 PRIORITY = ("trs", "adp", "trs_published", "vanilla", "cossim", "ckae", "adaboost",
-            "gradientboost", "gal", "dverge", "trs_k2", "trs_c0.5", "trs_c1", "trs_at")
+            "gradientboost", "gal", "dverge", "lotos", "trs_lotos", "trs_k2", "trs_c0.5", "trs_c1",
+            "trs_at")
 
 
 def _short_hash(obj, length=10) -> str:
@@ -203,6 +213,26 @@ def worst_case_rows(rows, norm: str = "linf", rung_=None) -> tuple:
                  if keep is None or any(abs(v - k) < 1e-12 for k in keep))
 
 
+@dataclass(frozen=True)
+class BlackboxRow:
+    """A row of the ``blackbox`` suite: every (surrogate, attack) pair at one L-inf budget, the
+    worst case per point. ``key``: ``transfer:linf/eps=0.15`` (:func:`trs_lib.transfer.suite_row_key`)."""
+
+    value: float
+    attack = "transfer"
+    param = "eps"
+    steps = None
+
+    @property
+    def key(self) -> str:
+        return suite_row_key(self.value)
+
+
+def blackbox_rows(rows) -> tuple:
+    """The black-box cell's rows: every L-inf budget of a table's rows, once each."""
+    return tuple(BlackboxRow(v) for v in sorted({r.value for r in rows if r.param == "eps"}))
+
+
 def _audit_rows(rows) -> tuple:
     """The budgets of a table's iterative L-infinity rows (BIM, PGD, MIM), once each: the audit
     attacks them with APGD (the FGSM-only budget, MNIST eps = 0.2, is left out)."""
@@ -235,6 +265,8 @@ SUITE_SETTINGS = {
     "transfer": lambda r, rows, n: {"transfer_steps": r.transfer_steps},
     "ila": lambda r, rows, n: {},
     "smoothness": lambda r, rows, n: {},
+    "blackbox": lambda r, rows, n: {"surrogate_epochs": r.train.get("epochs"),
+                                    "transfer_attacks": r.transfer_attacks},
 }
 SUITES = tuple(SUITE_SETTINGS)  # the evaluation suites a cell can run (trs_lib.suites.SUITES)
 
@@ -275,6 +307,8 @@ def _table_parts(tab, r: Rung, seed: int, col: str):
     yield "worst_case", "worst_case", worst_case_rows(base, rung_=r)
     if tab.id in ("3", "4"):  # PGD-110: its own cell, so Table 1's whitebox cell is shared
         yield "pgd110", "whitebox", tuple(row for row in tab.rows if row.steps == 110)
+    if r.blackbox and tab.id in ("1", "2"):  # transfer from unseen surrogates, every L-inf budget
+        yield "blackbox", "blackbox", blackbox_rows(base)
     if r.audit is not None and seed == 0 and col in tab.columns:  # sanity checks: one seed
         yield "audit", "audit", _audit_rows(tab.rows)
 
@@ -345,7 +379,7 @@ def _group(target: str, part: str) -> int:
     return 2
 
 
-_PART_ORDER = ("whitebox", "worst_case", "transfer", "smoothness", "ila", "pgd110", "audit")
+_PART_ORDER = ("whitebox", "worst_case", "blackbox", "transfer", "smoothness", "ila", "pgd110", "audit")
 
 
 def cells_for(targets, rung_="cpu") -> list:

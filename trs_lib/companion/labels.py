@@ -10,7 +10,7 @@ __all__ = ["EXTRA_LABELS", "label", "readable", "column_label"]
 
 # Columns the grid adds beyond the paper's, as a reader would name them.
 EXTRA_LABELS = {"trs_published": "TRS (as published)", "gal": "GAL", "dverge": "DVERGE",
-                "vanilla": "vanilla"}
+                "vanilla": "vanilla", "lotos": "LOTOS", "trs_lotos": "TRS + LOTOS"}
 
 _SUB = re.compile(r"^(?P<name>\w+) ?_\{(?P<a>[^,}]+),(?P<b>[^}]+)\}$")
 

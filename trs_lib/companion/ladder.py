@@ -35,7 +35,7 @@ def ladder(records: dict) -> list[dict]:
         r = RUNGS[name]
         if not r.runs("1") or r.dataset("mnist") is None:
             continue
-        others = tuple(c for c in G.table_columns("1", name) if c != "trs")
+        others = tuple(c for c in G.table_columns("1", name) if c != "trs" and c not in G.SUCCESSORS)
         check = C.compare_claim("1", "trs", others, "TRS", "most", rung=name)
         for ev in EVALUATIONS:
             res = check(name, records, ev)

@@ -47,6 +47,8 @@ class Rung:
     worst_case_suite: str = "linf"        # the worst_case suite's name (trs_lib.evaluate)
     worst_case_eps: tuple | None = None   # its budgets (None: every L-inf budget of the rows)
     transfer_steps: int = 10              # PGD iterations of the transfer matrices
+    blackbox: bool = False                # Tables 1/2 get transfer from unseen surrogates
+    transfer_attacks: tuple | None = None  # its attacks (None: trs_lib.transfer's default plan)
     audit: Audit | None = None            # the adaptive audit (None: not run on this rung)
     targets: tuple | None = None          # tables/figures run on this rung (None: every one)
     columns: tuple | None = None          # Tables 1/2's columns on this rung (None: the table's)
@@ -81,7 +83,7 @@ class Rung:
                 f"{self.restarts} restart(s){late}")
 
 
-_LADDER_COLUMNS = ("vanilla", "trs", "trs_published", "adp", "dverge", "gal")
+_LADDER_COLUMNS = ("vanilla", "trs", "trs_published", "adp", "dverge", "gal", "lotos", "trs_lotos")
 
 RUNGS: dict[str, Rung] = {
     # 3 seeds per Table 1 column, all 1,000 mnist5k test points, so that a paired difference
@@ -97,7 +99,7 @@ RUNGS: dict[str, Rung] = {
     "cpu": Rung("cpu", {"mnist": "mnist5k"}, {"epochs": 4}, n_test=1000, seeds=(0, 1, 2),
                 cw_n_test=200, worst_case_eps=(0.15,),
                 audit=Audit(steps=50, more_steps=50, more_restarts=3, n_test=200),
-                targets=("1", "2", "3", "4", "5", "6", "fig2", "fig3", "fig4"),
+                targets=("1", "2", "3", "4", "5", "6", "fig2", "fig3", "fig4"), blackbox=True,
                 why="the companion's CPU proxy: every table, 3 seeds"),
     # The paper's architecture at the CPU proxy, a one-seed pilot (a ResNet-20 step costs about
     # 13 small-CNN steps here): 2 epochs, 100 test points, CW on 50.
@@ -109,26 +111,26 @@ RUNGS: dict[str, Rung] = {
     # The ladder toward the paper's protocol: one change at a time from the proxy.
     "cpu-40ep": Rung("cpu-40ep", {"mnist": "mnist5k"}, {"epochs": 40}, n_test=1000,
                      seeds=(0, 1, 2), cw_n_test=200, worst_case_eps=(0.15,), targets=("1",),
-                     columns=_LADDER_COLUMNS,
+                     columns=_LADDER_COLUMNS, blackbox=True,
                      why="the paper's MNIST epoch count (App. F: 40) on the proxy's network",
                      label="40 epochs"),
     # 10 epochs: the fewest the ladder issue allows; at ~13x the small CNN's step a 3-seed
     # column costs ~40 min of one core for TRS, so more epochs do not fit the ladder's budget.
     "cpu-r20": Rung("cpu-r20", {"mnist": "mnist5k"}, {"arch": "resnet20", "epochs": 10},
                     n_test=1000, seeds=(0, 1, 2), cw_n_test=200, worst_case_eps=(0.15,),
-                    targets=("1",), columns=_LADDER_COLUMNS,
+                    targets=("1",), columns=_LADDER_COLUMNS, blackbox=True,
                     column_train={"trs_published": {"arch": "resnet20_authors"}},
                     why="the paper's network (ResNet-20; the authors' for TRS as published)",
                     label="ResNet-20, 10 epochs"),
     "fashion": Rung("fashion", {"mnist": "fashion_mnist"}, {"arch": "small_cnn", "epochs": 10},
                     n_test=1000, seeds=(0, 1, 2), cw_n_test=200, worst_case_eps=(0.15,),
-                    targets=("1",), columns=_LADDER_COLUMNS,
+                    targets=("1",), columns=_LADDER_COLUMNS, blackbox=True,
                     why="a harder real data set (60,000 Fashion-MNIST images): is the ranking "
                         "a property of digits?", label="Fashion-MNIST"),
     # The paper's protocol (App. F): ResNet-20, 40 epochs on MNIST and 180 on CIFAR-10, the
     # whole test set; needs a GPU and the data sets on disk.
     "gpu": Rung("gpu", {"mnist": "mnist", "cifar10": "cifar10"}, {}, n_test=None,
-                seeds=(0, 1, 2), audit=Audit(steps=100),
+                seeds=(0, 1, 2), audit=Audit(steps=100), blackbox=True,
                 column_train={"trs_published": {"arch": "resnet20_authors"}},
                 why="the paper's protocol, for one CUDA GPU"),
 }

@@ -15,7 +15,7 @@ from ..provenance import is_dirty
 from ..records import cell_record, load_records
 
 __all__ = ["cells_frame", "row_results", "RowResults", "EVALUATIONS", "seed_cells",
-           "recorded_accuracy", "column_scales", "transfer_frames", "scale_of",
+           "recorded_accuracy", "column_scales", "transfer_frames", "threat_models_frame", "scale_of",
            "audit_checks_frame", "audit_details", "NOT_RUN"]
 
 NOT_RUN = "not run"
@@ -355,4 +355,27 @@ def _ila_cells_frame(rung, records):
                             evaluation="paper", ours=ours, lo=lo, hi=hi, interval=how,
                             n_seeds=len(accs), n_points=n if accs else None,
                             paper=tab.values[i][j], dirty=dirty))
+    return pd.DataFrame(out)
+
+
+def threat_models_frame(rung="cpu", records: dict | None = None, root=None, target="1"):
+    """Table 1's columns under both threat models, over seeds with 95% intervals: one row per
+    (column, budget) with ``column``, ``label``, ``eps``, ``evaluation`` (``worst_case``: the
+    white-box per-sample worst case; ``blackbox``: transfer from unseen surrogates), ``ours``,
+    ``lo``, ``hi`` (percent), ``n_seeds`` and ``n_points``; ``ours`` None where not run."""
+    import pandas as pd
+    records = load_records(root) if records is None else records
+    tab = P.table(target)
+    labels = dict(zip(tab.columns, tab.column_labels))
+    cells = seed_cells(target, rung)
+    out = []
+    for col in grid.table_columns(target, rung):
+        for b in grid.blackbox_rows(tab.rows):
+            for ev, part, key in (("worst_case", "worst_case", grid.WorstCaseRow(b.value).key),
+                                  ("blackbox", "blackbox", b.key)):
+                res = row_results(target, col, part, key, rung, records, cells=cells)
+                ours, lo, hi, how = res.interval()
+                out.append(dict(column=col, label=labels.get(col, col), eps=b.value, evaluation=ev,
+                                ours=ours, lo=lo, hi=hi, n_seeds=len(res.seeds),
+                                n_points=min(res.n) if res.seeds and all(res.n) else None))
     return pd.DataFrame(out)
