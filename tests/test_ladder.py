@@ -1,5 +1,7 @@
 """The scale ladder (trs_lib.companion.ladder): every rung has a place, disagreeing rungs make a
 claim scale-dependent, and the highest deciding rung is reported."""
+import re
+
 from trs_lib.companion import claims as C
 from trs_lib.companion import ladder as L
 from trs_lib.companion.rungs import RUNGS
@@ -38,3 +40,18 @@ def test_ladder_on_the_committed_records():
     assert all(r["verdict"] in C.VERDICTS and r["seeds"] == (3, 3) and r["lo"] <= r["estimate"] <= r["hi"]
                for r in cpu)
     assert all("trs" not in r["columns"] for r in rows)
+
+
+def test_readme_findings_are_the_claims_findings():
+    """The README's findings paragraph is what the claims say now (regenerate it with
+    ``python -m trs_lib.companion.landing README.md`` when records land)."""
+    from trs_lib.companion import landing
+    from trs_lib.paths import project_root
+    text = (project_root() / "README.md").read_text(encoding="utf-8")
+    block = landing.readme_block(load_records())
+    assert block in text, "README.md's findings are stale: python -m trs_lib.companion.landing README.md"
+    found = [ln for ln in block.splitlines() if ln.startswith("* ")]
+    assert 3 <= len(found) <= 6
+    for f in found:  # a number with its interval, or an exact counterexample's numbers
+        assert re.search(r"\[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]", f) or (
+            "exact counterexample" in f and re.search(r"\d\.\d+ > ", f)), f
