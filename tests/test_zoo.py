@@ -12,7 +12,7 @@ from trs_lib.paths import results_dir
     None, None, marks=pytest.mark.skip(reason="the zoo is empty until the regrid commits weights "
                                               "(python -m trs_lib.companion.zoo build)"))])
 def test_committed_zoo_entry_loads_and_matches_its_record(name, seed):
-    ensemble, record = zoo.load(name, seed)  # checks the SHA-256 against the index
+    ensemble, record, card = zoo.load(name, seed)  # checks the SHA-256 against the index
     e = record["zoo"]
     assert name == zoo.zoo_name(e["column"], e["rung"])
     # the entry is its rung's training of its column, and that training's record
@@ -53,7 +53,7 @@ def test_build_load_and_checksum(tmp_path, monkeypatch):
     assert [e["column"] for e in out] == ["trs"] and any("adp" in m and "left out" in m for m in logs)
     assert zoo.available(root) == [("trs", 0)]
     assert records.load_records(root, warn=pytest.fail)  # the zoo's files are not records
-    loaded, record = zoo.load("trs", 0, root=root)
+    loaded, record, card = zoo.load("trs", 0, root=root)
     assert record["zoo"]["clean_accuracy"] == acc and record["config"]["method"] == "trs"
     assert E.clean_accuracy(loaded, *E.evaluation_points("mnist5k", n)) == acc
     w = zoo.zoo_dir(root) / out[0]["weights"]
@@ -80,3 +80,21 @@ def test_weights_with_a_dot_in_their_name_round_trip(tmp_path):
         loaded, _ = load_weights(tmp_path / given)
         for a, b in zip(loaded.state_dict().values(), ens.state_dict().values()):
             assert torch.equal(a, b)
+
+
+def test_every_zoo_entry_has_a_model_card_that_validates_and_matches_the_records():
+    from trs_lib.companion import model_cards as MC
+    from trs_lib.records import load_records
+    recs = load_records()
+    assert zoo.entries(), "the committed zoo is empty"
+    for e in zoo.entries():
+        card = MC.read_card(e, zoo.zoo_dir())
+        assert card == MC.card(e, recs), f"{e['name']}: the committed card is stale (python -m trs_lib.companion.zoo cards)"
+        assert card["clean_acc"] == round(100 * e["clean_accuracy"], 2)
+        assert card["worst_case_acc"] is None or card["worst_case_acc"] <= card["clean_acc"]
+        assert card["records"]["train"] == e["record"]
+    bad = dict(card, clean_acc=120.0)
+    with pytest.raises(ValueError, match="clean_acc"):
+        MC.check_card(bad)
+    with pytest.raises(ValueError, match="'eps' is missing"):
+        MC.check_card({k: v for k, v in card.items() if k != "eps"})

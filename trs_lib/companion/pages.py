@@ -362,7 +362,7 @@ def load_ensemble(column="trs", seed=0, fallback=None, log=print):
     instead (e.g. a small fresh training) and the sentence says so."""
     have = list(zoo.available())
     if (column, seed) in [tuple(a) for a in have]:
-        ensemble, record = zoo.load(column, seed=seed)
+        ensemble, _, _ = zoo.load(column, seed=seed)
         return ensemble, f"zoo: column {column!r}, seed {seed} (checksum verified)"
     if fallback is None:
         raise ValueError(f"the zoo has no ({column!r}, {seed}); available: {have}; "

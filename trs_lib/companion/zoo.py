@@ -3,12 +3,14 @@
 
     from trs_lib.companion import zoo
     zoo.available()                        # [("trs", 0), ("adp", 0), ...]
-    ensemble, record = zoo.load("trs")     # checksum verified; record = its training's record
+    ensemble, record, card = zoo.load("trs")  # checksum verified; its training's record; its model card
 
 Weights live under ``results/zoo/``: ``<column>-seed<k>.safetensors`` with the sidecar
 ``<column>-seed<k>.json`` that ``trs_lib.checkpoint.load_weights`` reads (nothing is ever
 unpickled), and ``index.json`` listing each entry with the SHA-256 of its weights, its
-training's record and the clean accuracy that record's evaluation measured on its test points.
+training's record and the clean accuracy that record's evaluation measured on its test points,
+and ``<column>-seed<k>.card.json``, its model card in RobustBench's field names
+(:mod:`trs_lib.companion.model_cards`, generated from the records).
 The zoo is filled after a regrid by ``python -m trs_lib.companion.zoo build`` (copies the seed-0 weights
 of the grid's columns from ``runs/``, at most :data:`MAX_MB` MB in all, in the driver's column
 order) and is empty until then.
@@ -21,6 +23,7 @@ import sys
 from pathlib import Path
 
 from . import grid as G
+from . import model_cards as MC
 from ..atomic import atomic_write_json, read_json, sha256_file
 from ..checkpoint import load_weights
 from ..paths import display_path, results_dir, runs_dir
@@ -77,10 +80,10 @@ def _entry(name, seed, root) -> dict:
 
 
 def load(name: str, seed: int = 0, root=None, device="cpu"):
-    """``(ensemble, record)`` for an ensemble of the zoo (a column of the grid, e.g. ``"trs"``,
+    """``(ensemble, record, card)`` for an ensemble of the zoo (a column of the grid, e.g. ``"trs"``,
     ``"adp"``, ``"trs_published"``, or ``column@rung``, :func:`zoo_name`): the weights' SHA-256 is checked against the index
     before loading, ``record`` is its training's record with ``zoo`` (the index entry: clean accuracy, test
-    points, evaluation record) added."""
+    points, evaluation record) added, ``card`` its model card (:mod:`trs_lib.companion.model_cards`)."""
     e = _entry(name, seed, root)
     folder = zoo_dir(root)
     st = folder / e["weights"]
@@ -93,7 +96,7 @@ def load(name: str, seed: int = 0, root=None, device="cpu"):
     ensemble, _ = load_weights(st, device=device)
     record = read_record(folder.parent / e["record"])
     record["zoo"] = dict(e)
-    return ensemble, record
+    return ensemble, record, MC.read_card(e, folder)
 
 
 def _clean_from_records(column, seed, rung, records):
@@ -152,19 +155,22 @@ def build(rung="cpu", seed: int = 0, columns=None, root=None, max_mb: float = MA
                         n_test=n, dataset=ds, bytes=size))
         log(f"  zoo: {col} seed {seed}: {size / 2**20:.1f} MB, clean accuracy {100 * acc:.1f}%")
     atomic_write_json(folder / INDEX, {"format": FORMAT, "entries": out}, checksum=True)
+    MC.write_cards(out, folder, records)
     log(f"zoo: {len(out)} ensembles, {total / 2**20:.1f} MB in {display_path(folder)}")
     return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trs_lib.companion.zoo", description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", choices=["list", "build"])
+    ap.add_argument("command", choices=["list", "build", "cards"])
     ap.add_argument("--rung", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-mb", type=float, default=MAX_MB)
     args = ap.parse_args(argv)
     if args.command == "build":
         build(args.rung, args.seed, max_mb=args.max_mb)
+    if args.command == "cards":  # the model cards of the index's entries, from the records now
+        MC.write_cards(entries(), zoo_dir())
     for e in entries():
         print(f"{e['name']:>24s} seed {e['seed']}: clean {100 * e['clean_accuracy']:.1f}% on "
               f"{e['n_test']} points, {e['bytes'] / 2**20:.1f} MB, sha256 {e['sha256'][:12]}")
