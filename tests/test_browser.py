@@ -169,6 +169,49 @@ def test_table1_screenshot_has_plot_and_tables(browser, site):
     assert n_img >= 1 and n_tab >= 3
 
 
+def test_landing_first_screen_has_findings_forest_plot_and_verdict_table(browser, site):
+    """At 1400 px the forest plot and the verdict table start within the first 1,800 px; each
+    "What we found" sentence has a number and an interval (or an exact counterexample's numbers);
+    every claim of the table links to a page that exists."""
+    _open(browser, urljoin(site, "book/intro.html"))
+    tops = browser.execute_script("""
+        const img = Array.from(document.querySelectorAll('main img')).find(i => i.alt.startsWith('Forest plot'));
+        const tab = document.querySelector('main table.dashboard');
+        const y = el => el ? el.getBoundingClientRect().top + window.scrollY : null;
+        return [y(img), y(tab), img ? img.naturalWidth : 0];""")
+    assert tops[0] is not None and tops[0] < 1800 and tops[2] > 0, f"forest plot at {tops[0]} px (or not loaded)"
+    assert tops[1] is not None and tops[1] < 1800, f"verdict table at {tops[1]} px"
+    found = browser.execute_script(
+        "return Array.from(document.querySelectorAll('main .admonition li')).map(li => li.innerText)")
+    assert 3 <= len(found) <= 6, found
+    for f in found:
+        assert re.search(r"\[[+−-]?\d+\.\d+, [+−-]?\d+\.\d+\]", f) or (
+            "exact counterexample" in f and re.search(r"\d\.\d+ > ", f)), f
+    links = browser.execute_script(
+        "return Array.from(document.querySelectorAll('main table.dashboard a[href]')).map(a => a.href)")
+    pages = {urlparse(u).path.lstrip("/") for u in links if "notebooks/" in u}
+    assert pages and all((HTML / p).is_file() for p in pages), pages
+
+
+_BROKEN_HEADERS = """
+const out = [];
+for (const th of document.querySelectorAll('main table th')) {
+  const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+  let node;
+  while ((node = walker.nextNode())) {
+    const re = /\S+/g; let m;
+    while ((m = re.exec(node.data))) {
+      const r = document.createRange();
+      r.setStart(node, m.index); r.setEnd(node, m.index + m[0].length);
+      const tops = new Set(Array.from(r.getClientRects()).map(b => Math.round(b.top)));
+      if (tops.size > 1) out.push(m[0]);
+    }
+  }
+}
+return out;
+"""
+
+
 _OVERFLOW = """
 const W = document.documentElement.clientWidth;
 const out = [];
@@ -200,18 +243,23 @@ def every_page(browser, site):
         cut = browser.execute_script(_OVERFLOW)
         links = browser.execute_script(
             "return Array.from(document.querySelectorAll('a[href]')).map(a => a.href)")
-        out[rel] = (cut, links)
+        out[rel] = (cut, links, browser.execute_script(_BROKEN_HEADERS))
     return out
 
 
+def test_no_table_header_breaks_inside_a_word(every_page):
+    broken = {rel: b[:5] for rel, (_, _, b) in every_page.items() if b}
+    assert not broken, f"table headers broken inside a word at {WIDTH} px: {broken}"
+
+
 def test_no_horizontal_overflow_at_1400px(every_page):
-    cut = {rel: c[:3] for rel, (c, _) in every_page.items() if c}
+    cut = {rel: c[:3] for rel, (c, _, _) in every_page.items() if c}
     assert not cut, f"content wider than its box at {WIDTH} px: {cut}"
 
 
 def test_every_internal_link_resolves(every_page):
     broken, seen = [], {}
-    for rel, (_, links) in every_page.items():
+    for rel, (_, links, _) in every_page.items():
         for link in links:
             url, frag = urldefrag(link)
             if urlparse(url).hostname != "127.0.0.1":
