@@ -25,6 +25,8 @@ everything else (elementwise work, BatchNorm, autograd, Python).
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import statistics
 import subprocess
@@ -36,6 +38,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import flop_registry
 
+import authors_code
 from trs_lib import data, models, trs as T
 from trs_lib.ensemble import build_ensemble
 from trs_lib.methods import StepContext, get
@@ -203,6 +206,14 @@ def machine() -> str:
     return f"{name}, {torch.get_num_threads()} threads"
 
 
+def _members(arch, dataset, members, seed, device):
+    nets = []
+    for k in range(members):          # build_ensemble's seeding: plain nn.BatchNorm2d members
+        torch.manual_seed(seed * 1000 + k)
+        nets.append(models.build(arch, dataset).to(device))
+    return nets
+
+
 def build_case(arch, variant, members, batch, device, seed=0, channels_last=False):
     """Our ensemble and the reference's members (same initial weights), a random batch, configs.
     ``variant``: ``seed``, ``published`` (fast) or ``faithful`` (published, ``faithful=True``)."""
@@ -211,10 +222,7 @@ def build_case(arch, variant, members, batch, device, seed=0, channels_last=Fals
     cfg = make_config(dataset, "trs", arch=arch, variant="published" if published else "seed",
                       faithful=variant == "faithful", num_models=members)
     ensemble = build_ensemble(arch, dataset, members, seed, device=device)
-    nets = []
-    for k in range(members):          # build_ensemble's seeding: plain nn.BatchNorm2d members
-        torch.manual_seed(seed * 1000 + k)
-        nets.append(models.build(arch, dataset).to(device))
+    nets = _members(arch, dataset, members, seed, device)
     info = data.info(dataset)
     shape = (info.channels, info.size, info.size)
     g = torch.Generator(device=device).manual_seed(seed)
@@ -232,21 +240,35 @@ def build_case(arch, variant, members, batch, device, seed=0, channels_last=Fals
     return cfg, ensemble, opt, nets, ref_opt, x_ours, x, y, ctx
 
 
-def run_cases(cases, steps, members, batch, device, channels_last, ceiling=True, log=print):
+def run_cases(cases, steps, members, batch, device, channels_last, ceiling=True, log=print,
+              authors=None):
     """Time every case's two steps, and (``ceiling``) each step's own convolutions and matmuls
-    replayed alone, all interleaved round by round in this one process."""
-    built = {}
+    replayed alone, all interleaved round by round in this one process. ``authors``: the
+    authors' ``trainer`` module (:mod:`authors_code`): their own ``TRS_Trainer`` step is timed
+    too (members with the same initial weights), for every case (for ``seed`` it is the
+    published step they released: the seed ratio against their code compares two losses)."""
+    built, authors_variants = {}, {}
     for arch, variant in cases:
         cfg, ens, opt, nets, ref_opt, x_ours, x, y, ctx = build_case(arch, variant, members, batch,
                                                                      device, channels_last=channels_last)
         eps = smooth_radius(cfg, ctx)
         fns = {"ours": (lambda e=ens, o=opt, xo=x_ours, yy=y, c=cfg, cx=ctx: ours_step(e, o, xo, yy, c, cx)),
                "reference": (lambda n=nets, o=ref_opt, xx=x, yy=y, c=cfg, ep=eps: reference_step(n, o, xx, yy, c, ep))}
+        if authors is not None:
+            if arch not in authors_variants:   # one authors' step per architecture
+                a_nets = _members(arch, CASES[arch], members, 0, device)
+                a_opt = torch.optim.Adam([p for n in a_nets for p in n.parameters()], lr=cfg.lr)
+                a_cfg = make_config(CASES[arch], "trs", arch=arch, variant="published",
+                                    faithful=True, num_models=members)
+                authors_variants[arch] = authors_code.make_step(authors, a_nets, a_opt, x, y, a_cfg)
+                fns["authors"] = authors_variants[arch]
         flops = {}
         for side in ("ours", "reference"):                    # warm-up, FLOPs, kernels to replay
             flops[side], replay = record_kernels(fns[side])
             if ceiling:
                 fns[f"{side} kernels"] = replay
+        if "authors" in fns:
+            fns["authors"]()                                   # warm-up
         built[(arch, variant)] = (fns, flops)
     times = {key: {side: [] for side in fns} for key, (fns, _) in built.items()}
     for _ in range(steps):                                      # interleaved rounds
@@ -259,9 +281,17 @@ def run_cases(cases, steps, members, batch, device, channels_last, ceiling=True,
         med_o, med_r = med["ours"], med["reference"]
         out = dict(arch=arch, variant=variant, ours_ips=batch / med_o, ref_ips=batch / med_r,
                    ratio=med_r / med_o, ours_s=med_o, ref_s=med_r, steps=steps,
-                   ours_gflop=flops["ours"] / 1e9, ref_gflop=flops["reference"] / 1e9)
+                   ours_gflop=flops["ours"] / 1e9, ref_gflop=flops["reference"] / 1e9,
+                   ratio_rounds=[r / o for r, o in zip(times[(arch, variant)]["reference"],
+                                                      times[(arch, variant)]["ours"])])
         log(f"{arch:9s} {variant:9s} ours {out['ours_ips']:8.1f} img/s   reference {out['ref_ips']:8.1f} img/s"
             f"   ratio {out['ratio']:5.2f}x   ({out['ours_gflop']:.1f} vs {out['ref_gflop']:.1f} GFLOP/step)")
+        a_times = next((t["authors"] for (a, _), t in times.items() if a == arch and "authors" in t), None)
+        if a_times:
+            med_a = statistics.median(a_times)
+            out.update(authors_s=med_a, authors_ips=batch / med_a, ratio_authors=med_a / med_o)
+            log(f"{'':19s} the authors' own TRS_Trainer step {batch / med_a:8.1f} img/s: "
+                f"ours / theirs {out['ratio_authors']:5.2f}x")
         if ceiling:
             for side, key in (("ours", "ours"), ("ref", "reference")):
                 kt = med[f"{key} kernels"]
@@ -291,6 +321,9 @@ def main(argv=None):
                    help="CPU threads (0: torch's default); on a busy machine 1 avoids OpenMP stalls")
     p.add_argument("--no-ceiling", action="store_true", help="skip the kernels-alone replay")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--authors-code", default=None,
+                   help="a checkout or git directory of the authors' repository (default: "
+                        "$TRS_AUTHORS_CODE or a mirror beside the project); 'none' to skip")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     if args.threads > 0:
@@ -300,12 +333,16 @@ def main(argv=None):
     variants = list(VARIANTS) if args.variant == "all" else [args.variant]
     print(f"machine: {machine()}; torch {torch.__version__}; device {device}; batch {args.batch}, "
           f"{args.members} members, {args.steps} interleaved rounds, channels_last={channels_last}")
+    root = None if args.authors_code == "none" else authors_code.find(args.authors_code)
+    authors = authors_code.load(root) if root is not None else None
+    print(f"the authors' own step: {'from ' + str(root) if root else 'not found (only the transcription)'}")
     results = run_cases([(a, v) for a in archs for v in variants], args.steps, args.members,
-                        args.batch, device, channels_last, ceiling=not args.no_ceiling)
+                        args.batch, device, channels_last, ceiling=not args.no_ceiling,
+                        authors=authors)
     if args.json:
-        import json
         with open(args.json, "w") as f:
             json.dump({"machine": machine(), "torch": torch.__version__, "batch": args.batch,
+                       "loadavg": os.getloadavg(), "authors_code": str(root) if root else None,
                        "members": args.members, "rounds": args.steps, "cases": results}, f, indent=1)
     return results
 

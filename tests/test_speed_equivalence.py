@@ -8,6 +8,8 @@ smoothness PGD without parameter-gradient work. Float64: loss and parameter grad
 1e-10 relative; float32 within 1e-4 on a model without BatchNorm (BatchNorm's double backward
 alone moves float32 by about 5e-3 on ResNet-20, so it is checked in float64 only).
 """
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -16,7 +18,8 @@ import torch.nn.functional as F
 from trs_lib import models, trs as T
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from trs_lib.double_backward import cheap_double_backward
+from trs_lib.double_backward import (cheap_double_backward, recorded_batch_norm_stats,
+                                     replay_running_stats)
 from trs_lib.ensemble import build_ensemble
 from trs_lib.methods import StepContext, eval_mode, get
 from trs_lib.recipes import make_config
@@ -294,3 +297,33 @@ def test_bf16_autocast_step_tracks_float32():
     (l32, g32), (l16, g16) = res
     assert abs(l16 - l32) <= 0.01 * abs(l32)
     assert F.cosine_similarity(g16, g32, dim=0) > 0.9
+
+
+@pytest.mark.parametrize("data_parallel", [1, 3])
+def test_replayed_running_stats_equal_a_second_forward(data_parallel):
+    """The faithful step's logging forward is replaced by re-applying the first forward's batch
+    statistics to the running averages: after PGD-like forwards on other inputs, the replay
+    gives the running means, variances and counts a second no-grad forward on the first batch
+    gives (float64, within 1e-12), and the trainer's step takes that path (every layer recorded)."""
+    torch.manual_seed(0)
+    ens = build_ensemble("resnet20", "mnist5k", 3, 0).double().train()
+    models.set_data_parallel(ens, data_parallel)
+    x = torch.rand(12, 1, 28, 28, dtype=torch.float64)
+    with recorded_batch_norm_stats() as stats, cheap_double_backward():
+        ens.member_logits(x)
+    with torch.no_grad():
+        ens.member_logits(torch.rand(12, 1, 28, 28, dtype=torch.float64))  # moves the stats
+    forward = copy.deepcopy(ens)
+    with torch.no_grad():
+        forward.member_logits(x)
+    replay_running_stats(stats)
+    layers = [m for m in ens.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(stats) == len(layers) == 57
+    for m in layers:
+        m.num_batches_tracked.add_(1)
+    for (name, a), (_, b) in zip(ens.named_buffers(), forward.named_buffers()):
+        assert torch.equal(a, b) if a.dtype == torch.long else _rel(a, b) < 1e-12, name
+    moved = [(a - b).abs().max() for a, b in zip(ens.buffers(), build_ensemble(
+        "resnet20", "mnist5k", 3, 0).double().buffers()) if a.dtype != torch.long]
+    assert max(moved) > 1e-3   # the statistics did move: the comparison is not vacuous
+

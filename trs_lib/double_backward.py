@@ -45,12 +45,16 @@ Convolution's: ``gx = conv_transpose(gy, w)``, so for upstream ``v``:
 """
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["cheap_double_backward", "batch_norm_train", "conv2d", "relu", "max_pool2d"]
+__all__ = ["cheap_double_backward", "batch_norm_train", "conv2d", "relu", "max_pool2d",
+           "recorded_batch_norm_stats", "replay_running_stats"]
 
 _aten = torch.ops.aten
 _bn_backward = _aten.native_batch_norm_backward
@@ -88,6 +92,34 @@ def _channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
     return t.view(1, -1, *([1] * (ndim - 2)))
 
 
+_recording = threading.local()   # .stats: a list while recorded_batch_norm_stats() is active
+
+
+@contextlib.contextmanager
+def recorded_batch_norm_stats():
+    """Within it, each training-mode BatchNorm call of this module that updates running
+    statistics appends ``(running_mean, running_var, momentum, mean, unbiased_var)`` to the
+    yielded list, in call order (this thread only): what that forward added to the running
+    averages, for :func:`replay_running_stats`."""
+    stats = []
+    saved = getattr(_recording, "stats", None)
+    _recording.stats = stats
+    try:
+        yield stats
+    finally:
+        _recording.stats = saved
+
+
+@torch.no_grad()
+def replay_running_stats(stats) -> None:
+    """Update each running mean and variance as a second forward on the same batch with the same
+    weights would (batch statistics equal to the recorded ones): ``r <- (1 - m) r + m s``.
+    Replaces that forward (the faithful TRS step's logging forward, ``trs_lib.methods.trs``)."""
+    for running_mean, running_var, momentum, mean, var in stats:
+        running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
+        running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
+
+
 class _BatchNormTrain(torch.autograd.Function):
     """Training-mode BatchNorm: PyTorch's kernels forward and backward; the differentiable
     backward is :class:`_BatchNormBackward`."""
@@ -96,6 +128,11 @@ class _BatchNormTrain(torch.autograd.Function):
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
         out, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var,
                                                     True, momentum, eps)
+        stats = getattr(_recording, "stats", None)
+        if stats is not None and running_mean is not None and running_var is not None:
+            n = x.numel() // x.shape[1]
+            var = (invstd.double().pow(-2) - eps) * (n / max(n - 1, 1))
+            stats.append((running_mean, running_var, momentum, mean.detach(), var))
         ctx.save_for_backward(x, weight, mean, invstd)
         ctx.eps = eps
         return out

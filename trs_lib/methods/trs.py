@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from .. import models
 from .. import trs as T
+from ..double_backward import recorded_batch_norm_stats, replay_running_stats
 from .base import Method, eval_mode
 
 # Layers whose output for one example depends on that example alone (BatchNorm only in eval
@@ -71,6 +72,30 @@ def _published_smooth_grads(ensemble, x, y, grads, cfg, ctx):
     return T.input_gradients(ensemble.member_logits, x_s, y, create_graph=True)[1]
 
 
+def _stat_layers(module: nn.Module) -> list:
+    """The BatchNorm layers whose forward updates running statistics."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and m.training and m.track_running_stats and m.running_mean is not None]
+
+
+def _logging_forward(ensemble, x, clean_stats) -> None:
+    """The running-statistics effect of the authors' ``Ensemble(models)(inputs)`` (the forward
+    they log accuracy with: same weights and batch as the step's first forward). With every
+    layer's batch statistics of that first forward recorded (``clean_stats``) the update is
+    applied directly, as that forward would (``double_backward.replay_running_stats``);
+    otherwise (a layer not recorded, or a cumulative-average BatchNorm, ``momentum=None``) the
+    forward itself runs without autograd."""
+    layers = _stat_layers(ensemble)
+    if (clean_stats is not None and len(clean_stats) == len(layers)
+            and all(m.momentum is not None for m in layers)):
+        replay_running_stats(clean_stats)
+        for m in layers:
+            m.num_batches_tracked.add_(1)
+        return
+    with torch.no_grad():
+        ensemble.member_logits(x)
+
+
 def trs_loss(ensemble, x, y, cfg, ctx, *, similarity_only: bool = False):
     """ECE + TRS regulariser; the member input gradients are computed once and reused.
 
@@ -94,7 +119,14 @@ def trs_loss(ensemble, x, y, cfg, ctx, *, similarity_only: bool = False):
     smoothness gradients of the clean half are those already computed for the similarity term,
     so only the perturbed half is differentiated again.
     """
-    ce, grads = T.input_gradients(ensemble.member_logits, x, y, create_graph=True)
+    log_forward = (cfg.variant == "published" and cfg.faithful and not similarity_only
+                   and updates_batchnorm_stats(ensemble))
+    clean_stats = None
+    if log_forward:
+        with recorded_batch_norm_stats() as clean_stats:
+            ce, grads = T.input_gradients(ensemble.member_logits, x, y, create_graph=True)
+    else:
+        ce, grads = T.input_gradients(ensemble.member_logits, x, y, create_graph=True)
     smooth_grads = None
     if cfg.variant == "published" and not similarity_only:
         smooth_grads = _published_smooth_grads(ensemble, x, y, grads, cfg, ctx)
@@ -104,10 +136,8 @@ def trs_loss(ensemble, x, y, cfg, ctx, *, similarity_only: bool = False):
         terms.pop("smoothness")
     ece = ce.sum()
     loss = ece + sum(terms.values())
-    if (cfg.variant == "published" and cfg.faithful and not similarity_only
-            and updates_batchnorm_stats(ensemble)):
-        with torch.no_grad():   # the authors' Ensemble(models)(inputs), logged for accuracy
-            ensemble.member_logits(x)
+    if log_forward:   # the authors' Ensemble(models)(inputs), logged for accuracy
+        _logging_forward(ensemble, x, clean_stats)
     with torch.no_grad():
         cos = T.pairwise_cosine(grads).abs().mean()
     return loss, {"ce": ece, **terms, "abs_cos": cos}
