@@ -34,6 +34,9 @@ ASSUMED = {
     # GAL: one input-gradient cosine per pair, like CosSim; DVERGE: 10 distillation steps per
     # batch, like TRS + AT's 10 PGD steps
     "gal_like": "cossim", "dverge_like": "trs_at",
+    # LOTOS adds one power-iteration step per convolution per batch (trs_lib.methods.lotos),
+    # small beside a forward-backward: like vanilla alone, like TRS with TRS (not yet measured)
+    "lotos_like": "vanilla", "trs_lotos_like": "trs",
     # methods without a regrid record yet: their cost relative to TRS in the pre-regrid records
     # (commit e905c60, small CNN, 4 epochs, one sitting): wall time per epoch-member / TRS's 4.08 s
     "vs_trs": {"vanilla": 3.55 / 4.08, "cossim": 6.62 / 4.08, "ckae": 3.30 / 4.08,
@@ -43,6 +46,13 @@ ASSUMED = {
     # white-box suite in the same pre-regrid records (whitebox 0.266 s per point)
     "eval_vs_whitebox": {"audit": 0.647 / 0.266, "ila": 0.0277 / 0.266, "pgd110": 0.335 / 0.266,
                          "transfer": 0.0511 / 0.266},
+    # the black-box suite (trs_lib.transfer): crafting the default plan (11 attacks x 3
+    # surrogates) took 153 s for 24 points at one budget on one loaded thread (the transfer
+    # machinery's end-to-end run), charged once per rung to TRS's seed-0 cell (the driver runs it
+    # first; later cells reuse the cached examples); evaluating a column is forward passes only:
+    # 0.36 s for 64 points and 8 pairs at one budget (benchmarks/transfer.json)
+    "blackbox_craft_per_point_budget": 153 / 24,
+    "blackbox_eval_per_point_pair_budget": 0.36 / 64 / 8, "blackbox_pairs": 11 * 3 - 2,
     # CW-L2 with 1,000 iterations (stop at first success), seconds per point, measured on TRS
     # seed 0 (200 points, 2 threads, after the small CNN's pool-first layout): c = 10 0.105,
     # c = 0.1 0.277 (nothing breaks: every point runs until CW's early abort); the c = 10
@@ -260,6 +270,14 @@ def _cell_seconds(cell, rates, net=True):
         per_point = rates[("eval", suite)]
     elif suite == "smoothness":
         per_point, assumed = ASSUMED["smoothness_per_point"], True
+    elif suite == "blackbox":
+        budgets = len(cell.rows)
+        per_point = ASSUMED["blackbox_eval_per_point_pair_budget"] * ASSUMED["blackbox_pairs"] * budgets
+        if cell.train.method == "trs" and dict(cell.train.overrides).get("seed", 0) == 0 \
+                and dict(cell.train.overrides).get("num_models") == 3 \
+                and not {"c", "variant"} & set(dict(cell.train.overrides)):
+            per_point += ASSUMED["blackbox_craft_per_point_budget"] * budgets
+        assumed, ratio = True, 1.0  # crafting's cost is the surrogates', not the target's network
     else:
         per_point, assumed = rates[("eval", "whitebox")] * ASSUMED["eval_vs_whitebox"][suite], True
     return per_point * ratio * n + CELL_OVERHEAD_S, assumed or net_assumed
