@@ -302,7 +302,10 @@ def render(rung="cpu", records=None, root=None, repo_url=None, forest=FOREST) ->
               if mnist else f"The {rung} scale runs no MNIST column",
               f"; CIFAR-10 columns on {_cell(sc.describe('cifar10'))}." if cifar
               else "; CIFAR-10 columns are not run at this scale (GPU work).", ""]
-    lines += [scale_note(records), ""]
+    lines += [scale_note(records), "",
+              "**Downloads**: every run record behind these verdicts (each table page links its "
+              "own), and the zoo's seed-0 ensembles with their model cards in RobustBench's field "
+              "names ({doc}`../notebooks/attack_our_ensembles`).", ""]
     lines += ["## The theory: what holds and what does not", ""]
     found = theory_findings()
     refuted = [f for f in found if f.get("verdict") == "refuted"]

@@ -315,10 +315,13 @@ def zoo_links(root=None):
         stem = e["weights"].removesuffix(".safetensors")
         sha = e.get("sha256") or ""
         lines.append(f"* {stem}: [weights]({RECORDS_URL}/zoo/{e['weights']}), "
-                     f"[sidecar]({RECORDS_URL}/zoo/{e['sidecar']})"
+                     f"[sidecar]({RECORDS_URL}/zoo/{e['sidecar']}), "
+                     f"[model card]({RECORDS_URL}/zoo/{stem}.card.json)"
                      + (f", SHA-256 `{sha[:16]}…`" if sha else ""))
     return Markdown(f"[The zoo's index]({RECORDS_URL}/zoo/index.json) and its "
-                    f"{len(entries)} ensembles:\n\n" + "\n".join(lines))
+                    f"{len(entries)} ensembles (load one with `ensemble, record, card = "
+                    f"trs_lib.companion.zoo.load(\"trs\", seed=0)`; the card holds RobustBench's "
+                    f"fields):\n\n" + "\n".join(lines))
 
 
 def record_counts(records):
