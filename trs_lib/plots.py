@@ -54,7 +54,8 @@ def robustness_plot(frame, title=None):
     import numpy as np
     attacks = list(dict.fromkeys(frame["attack_label"]))
     labels = list(dict.fromkeys(frame["label"]))
-    colours = dict(zip(labels, plt.get_cmap("tab10").colors))
+    palette = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20").colors  # one colour per column
+    colours = {lab: palette[k % len(palette)] for k, lab in enumerate(labels)}
     ncol = min(3, len(attacks))
     nrow = -(-len(attacks) // ncol)
     fig, axes = plt.subplots(nrow, ncol, squeeze=False, figsize=(4.0 * ncol, 3.0 * nrow + 0.6))
