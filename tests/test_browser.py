@@ -193,25 +193,6 @@ def test_landing_first_screen_has_findings_forest_plot_and_verdict_table(browser
     assert pages and all((HTML / p).is_file() for p in pages), pages
 
 
-_BROKEN_HEADERS = """
-const out = [];
-for (const th of document.querySelectorAll('main table th')) {
-  const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
-  let node;
-  while ((node = walker.nextNode())) {
-    const re = /\S+/g; let m;
-    while ((m = re.exec(node.data))) {
-      const r = document.createRange();
-      r.setStart(node, m.index); r.setEnd(node, m.index + m[0].length);
-      const tops = new Set(Array.from(r.getClientRects()).map(b => Math.round(b.top)));
-      if (tops.size > 1) out.push(m[0]);
-    }
-  }
-}
-return out;
-"""
-
-
 _OVERFLOW = """
 const W = document.documentElement.clientWidth;
 const out = [];
@@ -243,23 +224,18 @@ def every_page(browser, site):
         cut = browser.execute_script(_OVERFLOW)
         links = browser.execute_script(
             "return Array.from(document.querySelectorAll('a[href]')).map(a => a.href)")
-        out[rel] = (cut, links, browser.execute_script(_BROKEN_HEADERS))
+        out[rel] = (cut, links)
     return out
 
 
-def test_no_table_header_breaks_inside_a_word(every_page):
-    broken = {rel: b[:5] for rel, (_, _, b) in every_page.items() if b}
-    assert not broken, f"table headers broken inside a word at {WIDTH} px: {broken}"
-
-
 def test_no_horizontal_overflow_at_1400px(every_page):
-    cut = {rel: c[:3] for rel, (c, _, _) in every_page.items() if c}
+    cut = {rel: c[:3] for rel, (c, _) in every_page.items() if c}
     assert not cut, f"content wider than its box at {WIDTH} px: {cut}"
 
 
 def test_every_internal_link_resolves(every_page):
     broken, seen = [], {}
-    for rel, (_, links, _) in every_page.items():
+    for rel, (_, links) in every_page.items():
         for link in links:
             url, frag = urldefrag(link)
             if urlparse(url).hostname != "127.0.0.1":

@@ -342,5 +342,8 @@ def check_notebook_parameters(namespace: dict, extra=()) -> None:
 
 
 def _progress(total, initial, enabled, desc):
-    from tqdm.auto import tqdm
+    if enabled:  # tqdm.auto warns (naming its install path) where ipywidgets is missing
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
     return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit="epoch")

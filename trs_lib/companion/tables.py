@@ -8,6 +8,7 @@ comes from a record, and a cell without a record says ``not run``.
 from __future__ import annotations
 
 from . import grid
+from .labels import column_label
 from .. import paper_numbers as P
 from .. import plots
 from .. import stats
@@ -370,12 +371,12 @@ def threat_models_frame(rung="cpu", records: dict | None = None, root=None, targ
     cells = seed_cells(target, rung)
     out = []
     for col in grid.table_columns(target, rung):
-        for b in grid.blackbox_rows(tab.rows):
+        for b in grid.blackbox_rows(tab.rows):  # labels as a reader names them (ADP (α = 2, β = 0.5))
             for ev, part, key in (("worst_case", "worst_case", grid.WorstCaseRow(b.value).key),
                                   ("blackbox", "blackbox", b.key)):
                 res = row_results(target, col, part, key, rung, records, cells=cells)
                 ours, lo, hi, how = res.interval()
-                out.append(dict(column=col, label=labels.get(col, col), eps=b.value, evaluation=ev,
+                out.append(dict(column=col, label=column_label(col, labels), eps=b.value, evaluation=ev,
                                 ours=ours, lo=lo, hi=hi, n_seeds=len(res.seeds),
                                 n_points=min(res.n) if res.seeds and all(res.n) else None))
     return pd.DataFrame(out)
