@@ -110,7 +110,7 @@ def forest_figure(claims: list, path=None):
     rows = _plottable(claims)
     groups = [g for g in GROUPS if any(c["evaluation"] == g for c in rows)]
     order = [c for g in groups for c in rows if c["evaluation"] == g]
-    fig, ax = plt.subplots(figsize=(9, 0.38 * len(order) + 1.2))
+    fig, ax = plt.subplots(figsize=(10, 0.26 * len(order) + 1.0))
     for i, c in enumerate(order):
         y = len(order) - 1 - i
         colour = _COLOURS.get(c["verdict"], "tab:orange")
