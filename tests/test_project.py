@@ -129,3 +129,13 @@ def test_no_module_is_over_450_lines():
     long = {str(p.relative_to(ROOT)): n for p in _LIB.rglob("*.py")
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450}
     assert not long, long
+
+
+def test_the_evaluation_page_is_a_thin_caller():
+    """notebooks/evaluate.py calls trs_lib.evaluate.run and shows the record: at most 80 lines
+    of code (comments, blank lines and Markdown cells aside), and no evaluation of its own."""
+    text = (ROOT / "notebooks" / "evaluate.py").read_text(encoding="utf-8")
+    code = [ln for cell in text.split("# %%") if not cell.startswith(" [markdown]")
+            for ln in cell.splitlines()[1:] if ln.strip() and not ln.strip().startswith("#")]
+    assert len(code) <= 80, f"notebooks/evaluate.py has {len(code)} code lines"
+    assert "E.run(" in text and "evaluate_suite" not in text and "whitebox_table" not in text
