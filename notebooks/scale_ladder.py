@@ -57,7 +57,8 @@ pd.DataFrame([{"rung": name, "why": RUNGS[name].why, "scale": RUNGS[name].descri
 # fewer than 3 seeds on a side gives at most *provisional* (the interval's reading is shown).
 
 # %%
-L.ladder_figure(rows);
+# NBVAL_IGNORE_OUTPUT
+fig = L.ladder_figure(rows)
 
 # %%
 L.ladder_frame(rows)
@@ -89,4 +90,5 @@ pd.DataFrame([{"evaluation": L.EVALUATIONS[ev], "highest rung": h["rung"], "verd
 # Trainings recorded before the curve existed show clean accuracy only.
 
 # %%
-L.convergence_figure(records);
+# NBVAL_IGNORE_OUTPUT
+fig = L.convergence_figure(records)
