@@ -69,8 +69,8 @@ def findings(claims: list, records: dict, rung: str = "cpu") -> list[str]:
                    f"({_span(tr)} points of off-diagonal accuracy), yet are rougher (smoothness "
                    f"difference {sm['estimate']:+.3f} [{sm['lo']:+.3f}, {sm['hi']:+.3f}]) and less "
                    f"robust alone ({_span(mem)} points) than vanilla members.")
-    dep = L.scale_dependent(L.ladder(records))
-    high = L.highest(L.ladder(records), "worst_case")
+    ladder = L.ladder(records)  # every rung's claims: computed once
+    dep, high = L.scale_dependent(ladder), L.highest(ladder, "worst_case")
     if dep and high is not None:
         out.append(f"The headline verdict depends on scale: at rung `{high['rung']}` TRS minus the "
                    f"best other column is {_span(high)} points under the worst case "
